@@ -1,0 +1,60 @@
+"""The ``sn29`` console script: one subcommand per module in :mod:`sn29_growth.commands`.
+
+Each command module defines ``register(subparsers)``, which adds its parser and sets ``func``; the
+function parses nothing itself and calls the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from sn29_growth import __version__
+
+COMMANDS = (
+    "demo",
+    "params",
+    "convert",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sn29", description="SN29 growth toolkit: grow, train, evaluate, score.")
+    parser.add_argument("--version", action="version", version=f"sn29-growth {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"sn29_growth.commands.{name}").register(sub)
+    return parser
+
+
+def quiet_transformers_progress() -> None:
+    """Our commands show their own progress; transformers' per-load weight bars are noise there."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    quiet_transformers_progress()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
+        print(f"sn29 {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""``sn29 convert --to-stock|--to-divisor D SRC DST``."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="fold norm_divisor into RMSNorm gains/eps (a stock checkpoint) or back",
+        description="Convert a norm_divisor checkpoint to a stock one that any transformers runtime scores "
+        "identically (--to-stock), or a stock checkpoint to the norm_divisor form (--to-divisor D).",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--to-stock", action="store_true", help="fold norm_divisor into gains and eps")
+    mode.add_argument("--to-divisor", type=float, metavar="D", help="express the model with norm_divisor D")
+    p.add_argument("src", help="source checkpoint directory")
+    p.add_argument("dst", help="new output directory (must not exist)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from sn29_growth.convert import to_divisor, to_stock
+
+    if args.to_stock:
+        report = to_stock(args.src, args.dst)
+    else:
+        d = args.to_divisor
+        report = to_divisor(args.src, args.dst, int(d) if float(d).is_integer() else d)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(f"{report.direction}: {args.src} -> {args.dst}")
+        print(f"  hidden_size={report.hidden_size} norm_divisor={report.norm_divisor:g}")
+        print(
+            f"  gains x{report.gain_factor:.6g} on {report.norm_tensors} norm tensors, rms_norm_eps={report.rms_norm_eps:.6g}"
+        )
+        print(
+            f"  {report.dtype} rounding of the rescaled gains: max relative error {report.max_relative_rounding_error:.3g}"
+        )
+    return 0

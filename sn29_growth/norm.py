@@ -1,0 +1,77 @@
+"""The SN29 ``norm_divisor`` RMSNorm: ``x / sqrt(sum(x²)/D + eps)`` in place of ``mean(x²)``.
+
+This module is shared by ``transformers_llama`` and ``transformers_phi3``: it holds the validation of
+``norm_divisor`` and the one place where a stock RMSNorm module is swapped for the divisor form.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+
+def validate_norm_divisor(value: object) -> float | int | None:
+    """Return ``value`` if it is a valid ``norm_divisor`` (None, or a positive finite real number)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"norm_divisor must be a positive finite number or null, got {value!r}")
+    if not math.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"norm_divisor must be a positive finite number or null, got {value!r}")
+    return value
+
+
+class DivisorRMSNorm(nn.Module):
+    """RMSNorm whose variance is ``sum(x²) / norm_divisor`` (fp32 statistics, like the stock norm)."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6, norm_divisor: float = 1.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+        self.norm_divisor = float(validate_norm_divisor(norm_divisor))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).sum(-1, keepdim=True) / self.norm_divisor
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}, norm_divisor={self.norm_divisor}"
+
+
+def is_rmsnorm(module: nn.Module) -> bool:
+    """True for the stock Llama/Phi3 RMSNorm modules (and ours)."""
+    return isinstance(module, DivisorRMSNorm) or type(module).__name__ in ("LlamaRMSNorm", "Phi3RMSNorm")
+
+
+def install_norm_divisor(model: nn.Module, norm_divisor: float | None) -> int:
+    """Swap every RMSNorm in ``model`` for a :class:`DivisorRMSNorm` sharing its weight parameter.
+
+    Returns how many norms were swapped. With ``norm_divisor=None`` nothing changes (stock behaviour).
+    """
+    if norm_divisor is None:
+        return 0
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if is_rmsnorm(child) and not isinstance(child, DivisorRMSNorm):
+                new = DivisorRMSNorm.__new__(DivisorRMSNorm)
+                nn.Module.__init__(new)
+                new.weight = child.weight
+                new.variance_epsilon = child.variance_epsilon
+                new.norm_divisor = float(norm_divisor)
+                setattr(parent, name, new)
+                swapped += 1
+    return swapped
+
+
+def norm_divisors_in(model: nn.Module) -> list[float | None]:
+    """The divisor each RMSNorm of ``model`` will use (None for a stock ``mean``)."""
+    return [
+        m.norm_divisor if isinstance(m, DivisorRMSNorm) else None for m in model.modules() if is_rmsnorm(m)
+    ]

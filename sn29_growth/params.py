@@ -1,0 +1,56 @@
+"""Exact parameter counts of any transformers causal-LM config, on the meta device (no weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def config_from(source: str | os.PathLike | dict[str, Any]):
+    """A transformers config from a config dict, a ``config.json`` path, or a checkpoint directory."""
+    from transformers import AutoConfig
+
+    from sn29_growth.loading import check_norm_divisor, ensure_patched
+
+    if isinstance(source, dict):
+        raw = dict(source)
+    else:
+        p = Path(source)
+        p = p / "config.json" if p.is_dir() else p
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    if "auto_map" in raw:
+        raise ValueError("config has auto_map (remote code); refusing to build it")
+    check_norm_divisor(raw)
+    model_type = raw.pop("model_type", None)
+    if not model_type:
+        raise ValueError("config has no model_type")
+    ensure_patched(model_type)
+    for key in ("transformers_version", "architectures", "_name_or_path"):
+        raw.pop(key, None)
+    return AutoConfig.for_model(model_type, **raw)
+
+
+def meta_model(config):
+    """Instantiate the causal LM of ``config`` on the meta device (no memory for weights)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+
+
+def count_parameters(source) -> dict[str, int]:
+    """``{"parameters", "embedding", "non_embedding"}``; tied weights are counted once."""
+    config = source if hasattr(source, "to_dict") else config_from(source)
+    model = meta_model(config)
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():  # parameters() yields a shared (tied) tensor once
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    emb = model.get_input_embeddings().weight.numel()
+    return {"parameters": total, "embedding": emb, "non_embedding": total - emb}

@@ -1,0 +1,85 @@
+"""sn29 convert: the stock form scores identically in a process that never imports our packages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sn29_growth.cli import main
+from sn29_growth.convert import to_divisor, to_stock
+from sn29_growth.lm import corpus_loss
+from sn29_growth.loading import load_model
+from sn29_growth.tiny import build_tiny
+
+STOCK_SCRIPT = r"""
+import json, sys, torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
+seqs = json.load(open(sys.argv[2]))
+tot, n = 0.0, 0
+with torch.no_grad():
+    for ids in seqs:
+        t = torch.tensor([ids])
+        tot += F.cross_entropy(m(t).logits[0, :-1].float(), t[0, 1:], reduction="sum").item()
+        n += len(ids) - 1
+bad = [k for k in sys.modules if k.startswith(("transformers_llama", "transformers_phi3", "sn29_growth"))]
+print(json.dumps({"loss": tot / n, "patched_modules": bad, "cls": type(m).__module__}))
+"""
+
+
+@pytest.mark.parametrize("variant", ["llama-gqa", "phi3"])
+def test_to_stock_scores_identically_in_plain_transformers(variant, save_tiny, held_out_ids, tmp_path):
+    src = save_tiny(build_tiny(variant, seed=7, init_std=0.1, norm_divisor=40))
+    dst = tmp_path / "stock"
+    assert main(["convert", "--to-stock", str(src), str(dst)]) == 0
+    cfg = json.loads((dst / "config.json").read_text())
+    assert "norm_divisor" not in cfg and cfg["rms_norm_eps"] == pytest.approx(1e-5 * 40 / 64)
+    ours = corpus_loss(load_model(src), held_out_ids[:6]).mean_token_loss
+    seqs = tmp_path / "seqs.json"
+    seqs.write_text(json.dumps([ids.tolist() for ids in held_out_ids[:6]]))
+    out = subprocess.run(
+        [sys.executable, "-c", STOCK_SCRIPT, str(dst), str(seqs)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["patched_modules"] == [] and result["cls"].startswith("transformers.models")
+    assert abs(result["loss"] - ours) <= 1e-5
+
+
+def test_round_trip_back_to_divisor(save_tiny, held_out_ids, tmp_path):
+    src = save_tiny(build_tiny("llama-tied", seed=8, init_std=0.1, norm_divisor=48))
+    stock = tmp_path / "stock"
+    back = tmp_path / "back"
+    to_stock(src, stock)
+    report = to_divisor(stock, back, 48)
+    assert json.loads((back / "config.json").read_text())["norm_divisor"] == 48
+    assert report.rms_norm_eps == pytest.approx(1e-5)
+    a = load_model(src)
+    b = load_model(back)
+    with torch.no_grad():
+        for ids in held_out_ids[:4]:
+            torch.testing.assert_close(a(ids[None]).logits, b(ids[None]).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_rounding_error_is_reported(save_tiny, tmp_path):
+    src = save_tiny(build_tiny("llama-mha", seed=9, norm_divisor=40).to(torch.bfloat16))
+    report = to_stock(src, tmp_path / "stock")
+    assert report.dtype == "bfloat16"
+    assert 0 < report.max_relative_rounding_error <= 2**-8
+    # A power-of-4 ratio d/D (64/16) rescales bf16 gains exactly.
+    src4 = save_tiny(build_tiny("llama-mha", seed=9, norm_divisor=16).to(torch.bfloat16), name="p4")
+    assert to_stock(src4, tmp_path / "stock4").max_relative_rounding_error == 0.0
+
+
+def test_convert_errors_are_clear(save_tiny, tmp_path, capsys):
+    stock = save_tiny(build_tiny("llama-mha", seed=0))
+    assert main(["convert", "--to-stock", str(stock), str(tmp_path / "x")]) == 2
+    assert "no norm_divisor" in capsys.readouterr().err
+    div = save_tiny(build_tiny("llama-mha", seed=0, norm_divisor=32), name="div")
+    assert main(["convert", "--to-stock", str(div), str(stock)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
