@@ -1,0 +1,1 @@
+"""Evaluation core: competition config, data, tokenization, losses and the SN29 scoring rules."""
