@@ -1,0 +1,238 @@
+"""Checkpoints that survive ``kill -9``, and the final model.
+
+``OUT_DIR/checkpoints/step-00000042/`` holds the model (``save_pretrained``: config + safetensors, fp32),
+``optimizer.pt`` (the full optimizer state keyed by parameter name), ``rng.pt`` (every rank's RNG
+states) and ``trainer_state.json`` (step, tokens, data position, training time, the run's config). The
+directory is written under a temporary name, every file is fsynced, and then it is renamed into place:
+a checkpoint directory that exists is complete, and a run killed mid-save leaves only a hidden
+``.step-….partial`` directory, which is ignored and cleaned up later. Only rank 0 writes; gathering the
+full state dicts is collective, so every rank calls :func:`save_checkpoint`.
+
+The learning-rate schedule is a pure function of the step (:mod:`sn29_growth.train.schedule`), so the
+step is the whole scheduler state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sn29_growth.atomic import atomic_directory, atomic_write_json
+from sn29_growth.train.data import DataPosition
+from sn29_growth.train.distributed import (
+    DistContext,
+    barrier,
+    full_model_state,
+    full_optimizer_state,
+    gather_objects,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"
+PREFIX = "step-"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """Where a run stands after ``step`` optimizer steps."""
+
+    step: int
+    tokens: int
+    position: DataPosition
+    train_time_s: float
+    world_size: int
+    run: dict[str, Any] = field(default_factory=dict)  # the settings a resume must agree with
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["position"] = self.position.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainerState:
+        return cls(
+            step=int(d["step"]),
+            tokens=int(d["tokens"]),
+            position=DataPosition.from_dict(d["position"]),
+            train_time_s=float(d["train_time_s"]),
+            world_size=int(d["world_size"]),
+            run=dict(d.get("run", {})),
+        )
+
+
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """Silence transformers' per-file progress bars (load/save) for the duration."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dir(out_dir: str | os.PathLike, step: int) -> Path:
+    return Path(out_dir) / CHECKPOINTS / f"{PREFIX}{step:08d}"
+
+
+def list_checkpoints(out_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = Path(out_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def save_model_files(
+    model: torch.nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    directory: Path,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """``save_pretrained`` of ``state_dict`` (cast to ``dtype`` when given; config records the dtype)."""
+    if dtype is not None:
+        state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    with quiet_hf_progress():
+        model.save_pretrained(directory, state_dict=state_dict)
+    if dtype is not None:
+        cfg_path = directory / "config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["dtype"] = str(dtype).removeprefix("torch.")
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def save_checkpoint(
+    out_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainerState,
+    ctx: DistContext,
+    keep: int,
+) -> Path:
+    """Write checkpoint ``state.step`` (collective; rank 0 writes) and prune to the newest ``keep``."""
+    model_state = full_model_state(model, ctx)
+    optim_state = full_optimizer_state(model, optimizer, ctx)
+    rngs = gather_objects(rng_state(), ctx)
+    target = checkpoint_dir(out_dir, state.step)
+    if ctx.is_main:
+        with atomic_directory(target, overwrite=True) as tmp:
+            save_model_files(model, model_state, tmp)
+            torch.save(optim_state, tmp / OPTIMIZER_FILE)
+            torch.save({"ranks": rngs}, tmp / RNG_FILE)
+            atomic_write_json(tmp / STATE_FILE, state.to_dict())
+            _fsync_tree(tmp)
+        prune_checkpoints(out_dir, keep)
+        log.info("checkpoint: step %d -> %s", state.step, target)
+    barrier(ctx)
+    return target
+
+
+def prune_checkpoints(out_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints and any leftover partial directories."""
+    for old in list_checkpoints(out_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    remove_partial_checkpoints(out_dir)
+
+
+def remove_partial_checkpoints(out_dir: Path) -> None:
+    """Remove what a save killed midway left behind (never a complete checkpoint)."""
+    for stale in (Path(out_dir) / CHECKPOINTS).glob(f".{PREFIX}*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_checkpoint(path: Path) -> tuple[TrainerState, dict, list[dict[str, Any]]]:
+    """The trainer state, the full optimizer state and the per-rank RNG states of a checkpoint."""
+    state = TrainerState.from_dict(json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
+    optim_state = torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    rngs = torch.load(path / RNG_FILE, map_location="cpu", weights_only=True)["ranks"]
+    return state, optim_state, rngs
+
+
+def write_final_model(
+    out_dir: Path,
+    model: torch.nn.Module,
+    model_dir: Path,
+    ctx: DistContext,
+    dtype: torch.dtype,
+) -> None:
+    """Save the trained model into ``out_dir`` itself (loadable with ``load_model(out_dir)``), with the
+    tokenizer files of ``model_dir`` copied verbatim. Collective; rank 0 writes. The files are written
+    to a temporary directory first and then moved in."""
+    model_state = full_model_state(model, ctx)
+    if ctx.is_main:
+        staging = out_dir / ".final.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            save_model_files(model, model_state, staging, dtype)
+            for name in TOKENIZER_FILES:
+                if (model_dir / name).is_file():
+                    shutil.copy2(model_dir / name, staging / name)
+            _fsync_tree(staging)
+            for old in [*out_dir.glob("*.safetensors"), out_dir / "model.safetensors.index.json"]:
+                if old.is_file():
+                    old.unlink()
+            for path in sorted(staging.iterdir()):
+                os.replace(path, out_dir / path.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    barrier(ctx)

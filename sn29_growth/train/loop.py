@@ -1,0 +1,499 @@
+"""The training loop: :func:`train` turns a checkpoint directory into a trained checkpoint directory.
+
+One code path for one process and for ``torchrun`` (FSDP2, see :mod:`sn29_growth.train.distributed`):
+load the model (fp32 master weights), mark the new elements of a grown model, wrap, then for each step
+take the next global batch of packed windows, run this rank's share as ``grad_accum`` micro-batches
+(bf16 autocast on CUDA), clip, step :class:`~sn29_growth.train.optim.MaskedAdamW` at the scheduled
+learning rates, log; validate on the held-out texts and checkpoint periodically. Outputs in ``OUT_DIR``:
+the final model (config + safetensors + the tokenizer of ``MODEL_DIR``), ``train_log.jsonl``,
+``loss_curve.png``, ``summary.json`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.distributed.tensor import DTensor
+
+from sn29_growth.atomic import atomic_write_json, atomic_write_text
+from sn29_growth.loading import load_model, read_config
+from sn29_growth.train.checkpoint import (
+    DTYPES,
+    TrainerState,
+    latest_checkpoint,
+    quiet_hf_progress,
+    read_checkpoint,
+    remove_partial_checkpoints,
+    save_checkpoint,
+    set_rng_state,
+    write_final_model,
+)
+from sn29_growth.train.config import TrainConfig
+from sn29_growth.train.data import (
+    CorpusTexts,
+    DataPosition,
+    PackedStream,
+    TextSource,
+    rank_share,
+    validation_windows,
+)
+from sn29_growth.train.distributed import (
+    DistContext,
+    all_reduce_sum,
+    broadcast_object,
+    init_distributed,
+    load_optimizer_state,
+    local_shard,
+    set_gradient_sync,
+    shard_model,
+    shutdown,
+)
+from sn29_growth.train.optim import MaskedAdamW, build_optimizer
+from sn29_growth.train.plot import plot_losses
+from sn29_growth.train.recipe import build_masks, read_new_slices
+from sn29_growth.train.schedule import learning_rates
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+SUMMARY_FILE = "summary.json"
+PLOT_FILE = "loss_curve.png"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: str
+    complete: bool  # False when stopped early by ``stop_after`` (resume to finish)
+    steps: int  # optimizer steps done, in total
+    tokens: int  # predicted tokens trained on, all ranks together
+    train_time_s: float  # time in training steps (validation and checkpoints excluded)
+    tokens_per_s: float
+    initial_val_loss: float | None
+    final_val_loss: float | None
+    final_train_loss: float | None
+    resumed_from: int | None  # the checkpoint step this invocation resumed from
+    world_size: int
+    device: str
+    compute_dtype: str
+    parameters: int
+    new_elements: int  # elements the growth recipe marks new (0 without a recipe)
+    checkpoint: str | None  # the newest checkpoint directory, if any
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainResult:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+# ----------------------------------------------------------------------------------------- the log
+
+
+class TrainLog:
+    """``train_log.jsonl``: one JSON object per line (``kind`` ``train`` or ``eval``); rank 0 writes."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path = path
+        self.enabled = enabled
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line))
+        return out
+
+    def keep_until(self, step: int) -> None:
+        """Drop records after ``step`` (work a resumed run will redo) and any torn last line."""
+        if self.enabled:
+            kept = [r for r in self.records() if r.get("step", 0) <= step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def append(self, record: dict) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+# ------------------------------------------------------------------------------------ loss and steps
+
+
+def lm_loss(model: torch.nn.Module, windows: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy (fp32) of windows ``[B, T + 1]``: inputs ``[:, :-1]``, targets ``[:, 1:]``."""
+    logits = model(input_ids=windows[:, :-1], use_cache=False).logits
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1), reduction=reduction
+    )
+
+
+def _scalar(t: torch.Tensor) -> float:
+    return float(t.full_tensor() if isinstance(t, DTensor) else t)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: MaskedAdamW,
+    windows: torch.Tensor,
+    micro_batch: int,
+    grad_clip: float,
+    ctx: DistContext,
+    autocast: contextlib.AbstractContextManager,
+) -> tuple[float, float]:
+    """One optimizer step over this rank's ``windows``; returns (mean loss over all ranks, grad norm)."""
+    chunks = windows.split(micro_batch)
+    total = torch.zeros((), device=ctx.device)
+    for i, chunk in enumerate(chunks):
+        if len(chunks) > 1:
+            set_gradient_sync(model, i == len(chunks) - 1)
+        with autocast:
+            loss = lm_loss(model, chunk.to(ctx.device))
+        (loss / len(chunks)).backward()
+        total += loss.detach()
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    mean = all_reduce_sum(total / len(chunks), ctx) / ctx.world_size
+    return float(mean), _scalar(norm)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    windows: torch.Tensor,
+    batch_size: int,
+    ctx: DistContext,
+    autocast: contextlib.AbstractContextManager,
+) -> float:
+    """Mean next-token loss over ``windows`` (shared out by rank; every rank runs the same number of
+    forward passes, padding with zero-weight windows, because FSDP's forward is collective)."""
+    was_training = model.training
+    model.eval()
+    per_step = batch_size * ctx.world_size
+    sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    for start in range(0, windows.shape[0], per_step):
+        chunk = windows[start : start + per_step][ctx.rank * batch_size : (ctx.rank + 1) * batch_size]
+        weight = 1.0
+        if chunk.shape[0] == 0:
+            chunk, weight = windows[:1], 0.0
+        with autocast:
+            loss = lm_loss(model, chunk.to(ctx.device), reduction="sum")
+        sums[0] += weight * loss.double()
+        sums[1] += weight * chunk.shape[0] * (chunk.shape[1] - 1)
+    all_reduce_sum(sums, ctx)
+    model.train(was_training)
+    return float(sums[0] / sums[1])
+
+
+# --------------------------------------------------------------------------------------- set-up
+
+
+def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    if config.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[config.dtype]
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def source_dtype(model_dir: Path) -> torch.dtype:
+    """The dtype a checkpoint declares in its config (``dtype`` or ``torch_dtype``); fp32 if none."""
+    raw = read_config(model_dir)
+    name = raw.get("dtype") or raw.get("torch_dtype") or "float32"
+    return DTYPES.get(str(name).removeprefix("torch."), torch.float32)
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{model_dir}: no usable tokenizer ({e})") from e
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward (non-reentrant: composes with FSDP2).
+
+    transformers 5.24 renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable``;
+    the old name still works but warns."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def holds_run(out_dir: Path) -> bool:
+    return any((out_dir / name).exists() for name in ("checkpoints", LOG_FILE, SUMMARY_FILE))
+
+
+def run_settings(config: TrainConfig, world_size: int, data: TextSource) -> dict[str, Any]:
+    """What a resumed run must agree with for its data position to mean the same windows."""
+    b = config.batch
+    return {
+        "seq_len": b.seq_len,
+        "global_batch": b.batch_size * b.grad_accum * world_size,
+        "seed": config.seed,
+        "data": data.name,
+        "steps": config.steps,
+    }
+
+
+def check_resume(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    for key in ("seq_len", "global_batch", "seed", "data"):
+        if key in saved and saved[key] != current[key]:
+            raise ValueError(
+                f"resume: {key} is {current[key]!r} but the checkpoint was made with {saved[key]!r}"
+            )
+    if saved.get("steps") != current["steps"]:
+        log.warning(
+            "resume: steps changed %s -> %s: the decay schedule changes", saved.get("steps"), current["steps"]
+        )
+
+
+def build_model_and_optimizer(
+    weights_dir: Path, model_dir: Path, config: TrainConfig, ctx: DistContext
+) -> tuple[torch.nn.Module, MaskedAdamW, int, int]:
+    """Load fp32 master weights from ``weights_dir``, mark the new elements that ``model_dir``'s growth
+    recipe declares, wrap for this process group and build the optimizer.
+
+    Returns (model, optimizer, parameter count, new element count)."""
+    with quiet_hf_progress():
+        model = load_model(
+            weights_dir, dtype=torch.float32, device="cpu", attn_implementation=config.attn_implementation
+        )
+    masks = build_masks(model, read_new_slices(model_dir))
+    new_elements = int(sum(m.sum() for m in masks.values()))
+    parameters = sum(p.numel() for p in model.parameters())
+    if config.schedule.new_only_steps and not new_elements:
+        raise ValueError(f"new_only_steps: {model_dir} has no growth_recipe.json with new slices")
+    if config.schedule.new_lr_warmup and not new_elements:
+        log.warning("new_lr_warmup: %s marks no new parameters; nothing to re-warm", model_dir)
+    model.config.use_cache = False
+    if config.grad_checkpointing:
+        enable_activation_checkpointing(model)
+    model.train()
+    model = shard_model(model, ctx)
+    optimizer = build_optimizer(model, config.optimizer, masks, shard=local_shard)
+    return model, optimizer, parameters, new_elements
+
+
+# ---------------------------------------------------------------------------------------- train
+
+
+def train(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: TrainConfig | None = None,
+    data: TextSource | None = None,
+    validation: TextSource | None = None,
+) -> TrainResult:
+    """Train the checkpoint in ``model_dir``; write the trained checkpoint and logs into ``out_dir``.
+
+    ``data`` defaults to the embedded corpus's train part, ``validation`` to its held-out part. Under
+    ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; rank 0 writes the files.
+    """
+    config = config or TrainConfig()
+    ctx = init_distributed(config.device)
+    try:
+        return _train(Path(model_dir), Path(out_dir), config, data or CorpusTexts("train"), validation, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(
+    model_dir: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    data: TextSource,
+    validation: TextSource | None,
+    ctx: DistContext,
+) -> TrainResult:
+    settings = run_settings(config, ctx.world_size, data)
+    # rank 0 inspects OUT_DIR and every rank follows its reading (rank 0 starts writing there soon)
+    done, resume_dir, occupied = broadcast_object(_inspect(out_dir, config), ctx)
+    if done is not None:
+        log.info("%s: already complete (%d steps)", out_dir, done.steps)
+        return done
+    if occupied:
+        raise FileExistsError(
+            f"{out_dir} already holds a training run; pass resume (--resume) or a new directory"
+        )
+
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    tokenizer = load_tokenizer(model_dir)
+    model, optimizer, parameters, new_elements = build_model_and_optimizer(
+        resume_dir or model_dir, model_dir, config, ctx
+    )
+    dtype = compute_dtype(config, ctx.device)
+    autocast = autocast_for(ctx.device, dtype)
+
+    batch = config.batch
+    global_batch = settings["global_batch"]
+    stream = PackedStream(data, tokenizer, batch.seq_len, config.seed)
+    train_log = TrainLog(out_dir / LOG_FILE, ctx.is_main)
+    step, tokens, train_time, position = 0, 0, 0.0, DataPosition()
+    if resume_dir is not None:
+        state, optim_state, rngs = read_checkpoint(resume_dir)
+        check_resume(state.run, settings)
+        load_optimizer_state(model, optimizer, optim_state)
+        set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world_size else rngs[0])
+        step, tokens, train_time, position = state.step, state.tokens, state.train_time_s, state.position
+        log.info("resuming from %s (step %d, %d tokens)", resume_dir, step, tokens)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # drop what a killed run logged after its last checkpoint (everything, without a checkpoint)
+        train_log.keep_until(step if resume_dir is not None else -1)
+        remove_partial_checkpoints(out_dir)
+
+    val_windows = None
+    if config.eval_every:
+        val_windows = validation_windows(
+            tokenizer, validation or CorpusTexts("held_out"), batch.seq_len, batch.eval_windows
+        )
+        if val_windows.shape[0] == 0:
+            raise ValueError("validation: no complete window of seq_len tokens in the validation texts")
+
+    def validate() -> float:
+        loss = evaluate(model, val_windows, batch.batch_size, ctx, autocast)
+        train_log.append({"kind": "eval", "step": step, "tokens": tokens, "val_loss": loss})
+        return loss
+
+    def checkpoint() -> str:
+        state = TrainerState(step, tokens, position, train_time, ctx.world_size, settings)
+        path = save_checkpoint(out_dir, model, optimizer, state, ctx, config.checkpoint.keep)
+        if ctx.is_main:
+            plot_losses(train_log.records(), out_dir / PLOT_FILE, title=f"{model_dir.name}: step {step}")
+        return str(path)
+
+    end = min(config.steps, config.stop_after) if config.stop_after else config.steps
+    last_eval_step, last_ckpt = None, None
+    if val_windows is not None and step == 0:
+        validate()
+        last_eval_step = 0
+    progress = _progress(config, ctx, step, end)
+    loss = None
+    for s in range(step, end):
+        rates = learning_rates(s, config.steps, config.optimizer.lr, config.schedule)
+        optimizer.set_learning_rates(rates)
+        windows, position = stream.take(position, global_batch)
+        started = time.perf_counter()
+        loss, grad_norm = train_step(
+            model,
+            optimizer,
+            rank_share(windows, ctx.rank, ctx.world_size),
+            batch.batch_size,
+            config.optimizer.grad_clip,
+            ctx,
+            autocast,
+        )
+        elapsed = time.perf_counter() - started
+        if not math.isfinite(loss):
+            raise RuntimeError(
+                f"step {s + 1}: non-finite loss {loss}; lower --lr (checkpoints are untouched)"
+            )
+        step, tokens, train_time = s + 1, tokens + global_batch * batch.seq_len, train_time + elapsed
+        record = {
+            "kind": "train",
+            "step": step,
+            "tokens": tokens,
+            "loss": loss,
+            "lr": rates.old,
+            "new_lr": rates.new,
+            "grad_norm": grad_norm,
+            "step_time_s": elapsed,
+        }
+        train_log.append(record)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}", tok_s=f"{global_batch * batch.seq_len / elapsed:,.0f}")
+        if val_windows is not None and (step % config.eval_every == 0 or step == config.steps):
+            validate()
+            last_eval_step = step
+        if (config.checkpoint.save_every and step % config.checkpoint.save_every == 0) or (
+            step == end < config.steps
+        ):
+            last_ckpt = checkpoint()
+    if progress is not None:
+        progress.close()
+
+    complete = step >= config.steps
+    if complete:
+        if val_windows is not None and last_eval_step != step:
+            validate()
+        target = DTYPES[config.save_dtype] if config.save_dtype != "source" else source_dtype(model_dir)
+        write_final_model(out_dir, model, model_dir, ctx, target)
+    records = train_log.records() if ctx.is_main else []
+    evals = [r["val_loss"] for r in records if r.get("kind") == "eval"]
+    trains = [r["loss"] for r in records if r.get("kind") == "train"]
+    result = TrainResult(
+        out_dir=str(out_dir),
+        complete=complete,
+        steps=step,
+        tokens=tokens,
+        train_time_s=train_time,
+        tokens_per_s=tokens / train_time if train_time > 0 else 0.0,
+        initial_val_loss=evals[0] if evals else None,
+        final_val_loss=evals[-1] if evals else None,
+        final_train_loss=trains[-1] if trains else loss,
+        resumed_from=None if resume_dir is None else int(resume_dir.name.split("-")[-1]),
+        world_size=ctx.world_size,
+        device=str(ctx.device),
+        compute_dtype=str(dtype).removeprefix("torch."),
+        parameters=parameters,
+        new_elements=new_elements,
+        checkpoint=last_ckpt or (str(resume_dir) if resume_dir else None),
+    )
+    if ctx.is_main:
+        plot_losses(records, out_dir / PLOT_FILE, title=f"{model_dir.name} → {out_dir.name}")
+        atomic_write_json(
+            out_dir / SUMMARY_FILE,
+            {**result.to_dict(), "model_dir": str(model_dir), "data": data.name, "config": config.to_dict()},
+        )
+    return result
+
+
+def _inspect(out_dir: Path, config: TrainConfig) -> tuple[TrainResult | None, Path | None, bool]:
+    """(the result of a finished identical run, the checkpoint to resume from, refuse to start)."""
+    if not config.checkpoint.resume:
+        return None, None, holds_run(out_dir)
+    return _completed(out_dir, config), latest_checkpoint(out_dir), False
+
+
+def _completed(out_dir: Path, config: TrainConfig) -> TrainResult | None:
+    path = out_dir / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+        result = TrainResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if result.complete and result.steps == config.steps:
+            return result
+    return None
+
+
+def _progress(config: TrainConfig, ctx: DistContext, start: int, end: int):
+    if not (config.progress and ctx.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=end, initial=start, unit="step", dynamic_ncols=True, desc="train")
