@@ -17,6 +17,10 @@ COMMANDS = (
     "demo",
     "params",
     "convert",
+    "evaluate",
+    "train",
+    "grow",
+    "plan",
 )
 
 

@@ -12,11 +12,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from sn29_growth.norm import norm_divisors_in, validate_norm_divisor
+from sn29_growth.divisor import validate_norm_divisor
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def load_config(path: str | os.PathLike):
 def load_model(
     path: str | os.PathLike,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: str | torch.device | None = "cpu",
     device_map: str | dict | None = None,
     attn_implementation: str | None = None,
@@ -113,8 +114,10 @@ def load_model(
     ``device_map`` (e.g. ``"auto"``) hands placement to accelerate's big-model inference for models
     larger than one device; otherwise the model is moved to ``device``.
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
+    dtype = dtype or torch.float32
     path = Path(path)
     if not path.is_dir():
         raise ModelLoadError(f"{path}: not a checkpoint directory")
@@ -147,6 +150,8 @@ def load_model(
 
 def verify_norms(model: torch.nn.Module, divisor: float | None, where: str = "model") -> None:
     """Raise unless every RMSNorm of ``model`` computes what ``norm_divisor=divisor`` demands."""
+    from sn29_growth.norm import norm_divisors_in
+
     found = norm_divisors_in(model)
     if not found:
         if divisor is not None:

@@ -6,22 +6,12 @@ This module is shared by ``transformers_llama`` and ``transformers_phi3``: it ho
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import nn
 
+from sn29_growth.divisor import validate_norm_divisor
 
-def validate_norm_divisor(value: object) -> float | int | None:
-    """Return ``value`` if it is a valid ``norm_divisor`` (None, or a positive finite real number)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"norm_divisor must be a positive finite number or null, got {value!r}")
-    if not math.isfinite(float(value)) or float(value) <= 0:
-        raise ValueError(f"norm_divisor must be a positive finite number or null, got {value!r}")
-    return value
+__all__ = ["DivisorRMSNorm", "install_norm_divisor", "norm_divisors_in", "validate_norm_divisor"]
 
 
 class DivisorRMSNorm(nn.Module):

@@ -1,0 +1,54 @@
+"""``sn29 evaluate MODEL...``: score models against each other as an SN29 validator would."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate and score models side by side (losses, win rates, weights)",
+        description=(
+            "Evaluate local checkpoint directories and/or org/name[@revision] Hub models on one competition. "
+            "Models are aged by argument order: the first is the oldest. Offline, the dataset defaults to the "
+            "embedded corpus's held-out part and the models' own tokenizers."
+        ),
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directory or org/name[@revision]")
+    p.add_argument("--competition", help="competition id (default: inferred from the models' architecture)")
+    p.add_argument("--competitions", metavar="FILE|URL", help="competitions.json (default: the packaged one)")
+    p.add_argument(
+        "--dataset",
+        metavar="local|fineweb|PATH",
+        help="samples: embedded held-out corpus, FineWeb-edu, or a .txt/.jsonl file "
+        "(default: the competition's dataset when online, local when offline)",
+    )
+    p.add_argument("--samples", type=int, help="number of samples (default: the competition's pages, or all)")
+    p.add_argument("--seed", type=int, default=0, help="sample choice and grouping seed (default 0)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--cache-dir", help="loss/tokenization/dataset cache (default: ~/.cache/sn29-growth/eval)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write on-disk caches")
+    p.add_argument("--json", action="store_true", help="print a JSON document with per-sample losses")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from sn29_growth.eval.evaluate import evaluate_models
+
+    if args.samples is not None and args.samples < 1:
+        raise ValueError("--samples must be >= 1")
+    cache_dir = False if args.no_cache else (args.cache_dir or True)
+    result = evaluate_models(
+        args.models,
+        competition=args.competition,
+        competitions=args.competitions,
+        dataset=args.dataset,
+        samples=args.samples,
+        seed=args.seed,
+        device=args.device,
+        cache_dir=cache_dir,
+        progress=sys.stderr.isatty(),
+    )
+    print(result.to_json_text() if args.json else result.format_table())
+    return 0

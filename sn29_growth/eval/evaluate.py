@@ -1,0 +1,550 @@
+"""Evaluate models side by side as an SN29 validator would: checks → losses → wins → weights.
+
+:func:`evaluate_models` takes local checkpoint directories and/or ``org/name[@revision]`` Hub references,
+in age order (the first is the oldest: it holds the advantage of an earlier commit), and returns an
+:class:`EvaluationResult` whose :meth:`~EvaluationResult.format_table` is the scoring table.
+
+For each model, in order: the checks that need no weights (file list and ``config.json``; a Hub model
+fetches only ``config.json`` for them), the tokenizer and the per-sample tokenization rule, the loss
+cache, and only then the weights. A model that fails any check is a result row with a reason.
+
+Defaults:
+
+- the competition is the one whose ``model_types`` holds the first model's architecture (the packaged
+  ``competitions.json``: ``c00`` for Llama, ``c01`` for Phi3), unless named;
+- the dataset is the competition's (FineWeb-edu) when the datasets-server is reachable, else ``local``
+  (the embedded corpus's held-out part), and the table header says so;
+- the tokenizer is the competition's unless ``free_tokenizer`` lets a model bring its own. The ``local``
+  dataset, and offline mode, imply ``free_tokenizer``: the competition tokenizers cannot be downloaded
+  offline, and the embedded data goes with the models' own tokenizers;
+- fp32 on CPU; bf16 with SDPA attention on CUDA, through accelerate's ``device_map="auto"`` when the
+  model does not fit on the GPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sn29_growth.eval import checks
+from sn29_growth.eval.cache import LossCache, model_content_hash, settings_fingerprint
+from sn29_growth.eval.competitions import Competition, Competitions, default_competitions, load_competitions
+from sn29_growth.eval.data import (
+    DataSource,
+    FineWebSource,
+    LocalSource,
+    datasets_server_reachable,
+    hub_offline,
+    make_source,
+    sample_key,
+)
+from sn29_growth.eval.loss import ENGINE_VERSION, EngineSettings, summed_losses
+from sn29_growth.eval.scoring import ModelLosses, ScoreSettings, score_competition
+from sn29_growth.eval.tokenize import TokenizationCache, TokenizeSettings
+
+log = logging.getLogger(__name__)
+
+_HUB_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9._/-]+))?$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("SN29_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sn29-growth"
+    )
+    return Path(base) / "eval"
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model argument: a local directory, or ``repo_id`` at ``revision`` on the Hub."""
+
+    spec: str
+    path: Path | None = None
+    repo_id: str | None = None
+    revision: str = "main"
+
+    @classmethod
+    def parse(cls, spec: str | os.PathLike) -> ModelRef:
+        text = os.fspath(spec)
+        if Path(text).is_dir():
+            return cls(text, path=Path(text))
+        m = _HUB_REF.match(text)
+        if m and not Path(text).exists():
+            return cls(text, repo_id=m.group(1), revision=m.group(2) or "main")
+        raise ValueError(f"model {text!r}: not a directory or an org/name[@revision] Hub reference")
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One row of the scoring table. ``losses`` is empty for a rejected model; +inf marks a failed sample."""
+
+    name: str
+    block: int
+    architecture: str | None = None
+    losses: tuple[float, ...] = ()
+    rejection: str | None = None
+    note: str | None = None
+    tokenizer: str | None = None
+    content_hash: str | None = None
+    win_rate: float = 0.0
+    wins: int = 0
+    weight: float = 0.0
+
+    @property
+    def n_inf(self) -> int:
+        return sum(1 for v in self.losses if math.isinf(v))
+
+    @property
+    def mean_loss(self) -> float:
+        """Mean summed loss over this model's finite samples (NaN when it has none)."""
+        finite = [v for v in self.losses if math.isfinite(v)]
+        return math.fsum(finite) / len(finite) if finite else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "block": self.block,
+            "architecture": self.architecture,
+            "tokenizer": self.tokenizer,
+            "content_hash": self.content_hash,
+            "rejection": self.rejection,
+            "note": self.note,
+            "mean_summed_loss": None if math.isnan(self.mean_loss) else self.mean_loss,
+            "samples_inf": self.n_inf if not self.rejection else None,
+            "losses": None if self.rejection else [v if math.isfinite(v) else None for v in self.losses],
+            "wins": self.wins,
+            "win_rate": self.win_rate,
+            "weight": self.weight,
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything one evaluation produced; :meth:`format_table` and :meth:`to_json` present it."""
+
+    competition: str
+    dataset: str
+    dataset_note: str | None
+    seed: int
+    sample_ids: tuple[str, ...]
+    models: tuple[ModelResult, ...]
+    device: str
+    dtype: str
+    group_samples: int
+    scored_groups: int
+    tokenizer_note: str | None = None
+
+    def model(self, name: str) -> ModelResult:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def format_table(self) -> str:
+        head = [
+            f"competition {self.competition} · dataset: {self.dataset}"
+            + (f" ({self.dataset_note})" if self.dataset_note else ""),
+            f"{len(self.sample_ids)} samples, seed {self.seed}, groups of {self.group_samples} "
+            f"({self.scored_groups} scored) · {self.device} {self.dtype}"
+            + (f" · {self.tokenizer_note}" if self.tokenizer_note else ""),
+        ]
+        width = max([len("model"), *(len(m.name) for m in self.models)])
+        rows = [
+            f"{'#':>2}  {'model':<{width}}  {'mean summed loss':>16}  {'+inf':>5}  {'win rate':>8}  {'weight':>7}  status"
+        ]
+        for i, m in enumerate(self.models, start=1):
+            if m.rejection:
+                rows.append(
+                    f"{i:>2}  {m.name:<{width}}  {'-':>16}  {'-':>5}  {'-':>8}  {'-':>7}  rejected: {m.rejection}"
+                )
+                continue
+            loss = "-" if math.isnan(m.mean_loss) else f"{m.mean_loss:.4f}"
+            rows.append(
+                f"{i:>2}  {m.name:<{width}}  {loss:>16}  {m.n_inf:>5}  {m.win_rate:>8.3f}  {m.weight:>7.3f}  "
+                + (m.note or "ok")
+            )
+        return "\n".join([*head, *rows])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "competition": self.competition,
+            "dataset": self.dataset,
+            "dataset_note": self.dataset_note,
+            "tokenizer_note": self.tokenizer_note,
+            "seed": self.seed,
+            "device": self.device,
+            "dtype": self.dtype,
+            "group_samples": self.group_samples,
+            "scored_groups": self.scored_groups,
+            "samples": list(self.sample_ids),
+            "losses_note": "per-sample summed cross-entropy; null = +inf",
+            "models": [m.to_json() for m in self.models],
+        }
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+
+# ------------------------------------------------------------------------------------------- pieces
+
+
+def choose_competition(
+    competitions: Competitions, architectures: Sequence[str | None], name: str | None = None
+) -> Competition:
+    """The named competition, or the first (by name) accepting the first known architecture."""
+    if name is not None:
+        if name not in competitions:
+            raise ValueError(f"competition {name!r} not found (have: {', '.join(competitions)})")
+        return competitions[name]
+    for arch in architectures:
+        if arch is None:
+            continue
+        for comp in competitions.values():
+            if comp.allows_model_type(arch):
+                return comp
+        raise ValueError(f"no competition accepts architecture {arch}; name one with --competition")
+    raise ValueError(
+        "cannot infer the competition: no model has a readable config; name one with --competition"
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return any((path / name).is_file() for name in TOKENIZER_FILES)
+
+
+def load_tokenizer(source: str | os.PathLike):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(os.fspath(source), trust_remote_code=False)
+
+
+def _placement(device: str, n_params: int | None) -> dict[str, Any]:
+    """``load_model`` keywords: the whole model on one device, or accelerate's device map on CUDA."""
+    if device.startswith("cuda") and n_params:
+        free, _ = torch.cuda.mem_get_info()
+        if 2 * n_params > 0.8 * free:
+            return {"device": None, "device_map": "auto"}
+    return {"device": device}
+
+
+@dataclass
+class _Prepared:
+    """A model after the weight-free checks."""
+
+    ref: ModelRef
+    name: str
+    config: dict[str, Any] | None
+    files: dict[str, int]
+    rejection: str | None = None
+    path: Path | None = None
+
+
+class _Evaluator:
+    def __init__(
+        self, hub, cache_dir: Path | None, device: str, progress: bool, engine: EngineSettings | None
+    ):
+        self._hub = hub
+        self.cache_dir = cache_dir
+        self.device = device
+        self.dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        self.progress = progress
+        self.engine = engine
+        self.losses = LossCache(cache_dir)
+        self.tokenizations = TokenizationCache(cache_dir / "tokens" if cache_dir is not None else None)
+        self._competition_tokenizers: dict[str, Any] = {}
+
+    @property
+    def hub(self):
+        if self._hub is None:
+            from sn29_growth.hub.hf_client import HfHubClient
+
+            self._hub = HfHubClient()
+        return self._hub
+
+    def _hub_cache(self) -> Path:
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
+
+    def prepare(self, ref: ModelRef, name: str) -> _Prepared:
+        """File list and config without weights (a Hub model fetches config.json only)."""
+        if ref.path is not None:
+            return _Prepared(
+                ref, name, _read_json(ref.path / "config.json"), checks.local_files(ref.path), path=ref.path
+            )
+        from sn29_growth.hub.protocol import HubError
+
+        try:
+            commit = self.hub.resolve_revision(ref.repo_id, ref.revision)
+            files = {f.path: f.size for f in self.hub.repo_files(ref.repo_id, commit)}
+            if "config.json" not in files:
+                return _Prepared(ref, name, None, files, rejection="no config.json in the repository")
+            snap = self.hub.download(
+                ref.repo_id, commit, cache_dir=self._hub_cache(), allow_patterns=("config.json",)
+            )
+            ref = ModelRef(ref.spec, repo_id=ref.repo_id, revision=commit)
+            return _Prepared(ref, name, _read_json(Path(snap) / "config.json"), files)
+        except HubError as e:
+            return _Prepared(ref, name, None, {}, rejection=f"hub: {type(e).__name__}: {e}")
+
+    def fetch(self, prep: _Prepared) -> Path:
+        if prep.path is None:
+            prep.path = Path(
+                self.hub.download(prep.ref.repo_id, prep.ref.revision, cache_dir=self._hub_cache())
+            )
+        return prep.path
+
+    def tokenizer_for(self, path: Path, competition: Competition, free: bool):
+        if (free or not competition.tokenizer) and _has_tokenizer(path):
+            return load_tokenizer(path), "own"
+        if not competition.tokenizer:
+            raise ValueError("the model has no tokenizer files and the competition names no tokenizer")
+        if competition.tokenizer not in self._competition_tokenizers:
+            self._competition_tokenizers[competition.tokenizer] = load_tokenizer(competition.tokenizer)
+        return self._competition_tokenizers[competition.tokenizer], competition.tokenizer
+
+    def evaluate(
+        self, prep: _Prepared, block: int, competition: Competition, free: bool, samples, tok_settings
+    ) -> ModelResult:
+        arch = checks.architecture(prep.config) if prep.config else None
+        base = dict(name=prep.name, block=block, architecture=arch)
+        if prep.rejection:
+            return ModelResult(**base, rejection=prep.rejection)
+        if prep.config is None:
+            return ModelResult(**base, rejection="config.json is missing or not a JSON object")
+        reason = checks.precheck(prep.config, prep.files, competition)
+        if reason:
+            return ModelResult(**base, rejection=reason)
+        from sn29_growth.hub.protocol import HubError
+        from sn29_growth.loading import ModelLoadError, load_model
+
+        try:
+            path = self.fetch(prep)
+        except HubError as e:
+            return ModelResult(**base, rejection=f"hub: {type(e).__name__}: {e}")
+        try:
+            tokenizer, tok_name = self.tokenizer_for(path, competition, free)
+            tokens = self.tokenizations.tokenize(tokenizer, samples, tok_settings)
+        except Exception as e:  # a broken tokenizer of one model must not stop the evaluation
+            log.warning("%s: tokenizer failed", prep.name, exc_info=True)
+            return ModelResult(**base, rejection=f"tokenizer: {type(e).__name__}: {e}")
+        base.update(tokenizer=tok_name)
+        reason = tokens.rejection(competition.max_tokenize_fails)
+        vocab = prep.config.get("vocab_size")
+        max_id = max(checks.tokenizer_max_id(tokenizer), tokens.max_id)
+        if reason is None and isinstance(vocab, int) and max_id >= vocab:
+            reason = f"token id {max_id} is not below the model's vocab_size {vocab}"
+        if reason:
+            return ModelResult(**base, rejection=reason)
+
+        content = model_content_hash(path, self.cache_dir)
+        base.update(content_hash=content)
+        fp = settings_fingerprint(
+            {
+                "engine": ENGINE_VERSION,
+                "dtype": str(self.dtype),
+                "device": torch.device(self.device).type,
+                "tokenizer": tokens.tokenizer_fingerprint,
+                "tokenize": tok_settings.as_dict(),
+            }
+        )
+        keys = [sample_key(s) for s in samples]
+        cached = self.losses.get(content, fp, keys)
+        if len(cached) == len(keys):
+            log.info("%s: all %d losses from the cache", prep.name, len(keys))
+            return ModelResult(**base, losses=tuple(cached[k] for k in keys))
+
+        try:
+            n_params = checks.count_parameters_safe(prep.config) if self.device.startswith("cuda") else None
+            model = load_model(
+                path, dtype=self.dtype, attn_implementation="sdpa", **_placement(self.device, n_params)
+            )
+        except ModelLoadError as e:
+            return ModelResult(**base, rejection=f"load: {e}")
+        try:
+            reason = checks.check_vocab(max_id, model)
+            if reason:
+                return ModelResult(**base, rejection=reason)
+            bad = checks.nonfinite_parameters(model)
+            note = None
+            if bad:
+                note = f"non-finite weights ({bad[0]}{', ...' if len(bad) > 1 else ''}): every sample +inf"
+                losses = tuple(math.inf for _ in samples)
+            else:
+                todo = [i for i, k in enumerate(keys) if k not in cached]
+                try:
+                    run = summed_losses(
+                        model,
+                        [tokens.items[i].ids for i in todo],
+                        self.engine or EngineSettings.for_device(self.device),
+                        progress=self.progress,
+                        desc=prep.name,
+                    )
+                except RuntimeError as e:  # includes out-of-memory on a single sample
+                    log.warning("%s: evaluation failed", prep.name, exc_info=True)
+                    return ModelResult(**base, rejection=f"evaluation failed: {type(e).__name__}: {e}")
+                fresh = dict(zip([keys[i] for i in todo], run.losses, strict=True))
+                losses = tuple(cached[k] if k in cached else fresh[k] for k in keys)
+                log.info("%s: %d samples, %.0f tokens/s", prep.name, len(todo), run.tokens_per_s)
+            self.losses.put(content, fp, dict(zip(keys, losses, strict=True)))
+            return ModelResult(**base, losses=losses, note=note)
+        finally:
+            del model
+            if self.device.startswith("cuda") or (n_params or 0) > 100_000_000:
+                gc.collect()  # return a big model's memory before the next one loads
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def _resolve_dataset(
+    dataset: str | DataSource | None, competition: Competition, cache_dir: Path | None
+) -> tuple[DataSource, str | None]:
+    if dataset is not None and not isinstance(dataset, str):
+        return dataset, None
+    if dataset is None:
+        if competition.dataset in ("fineweb2",) and datasets_server_reachable():
+            spec = "fineweb"
+        else:
+            reason = "HF_HUB_OFFLINE is set" if hub_offline() else "datasets-server unreachable"
+            return LocalSource(), f"offline default: {reason}"
+    else:
+        spec = dataset
+    source = make_source(
+        spec,
+        cache_dir=cache_dir / "datasets" if cache_dir is not None else None,
+        rows_per_page=competition.rows_per_page,
+    )
+    return source, None
+
+
+# ------------------------------------------------------------------------------------------- public
+
+
+def evaluate_models(
+    models: Sequence[str | os.PathLike],
+    *,
+    names: Sequence[str] | None = None,
+    competition: str | Competition | None = None,
+    competitions: Competitions | str | os.PathLike | None = None,
+    dataset: str | DataSource | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    cache_dir: str | os.PathLike | None | bool = True,
+    hub=None,
+    engine: EngineSettings | None = None,
+    allow_bos: bool = False,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Evaluate ``models`` (oldest first) on one competition and score them against each other.
+
+    ``names`` label the rows (default: the arguments). ``competitions`` is a loaded
+    :class:`Competitions`, a path/URL of ``competitions.json``, or None for the packaged one. ``dataset``
+    is ``local``, ``fineweb``, a ``.txt``/``.jsonl`` path, a :class:`DataSource`, or None (see the module
+    docstring). ``samples`` defaults to ``eval_pages × rows_per_page`` for FineWeb and to every sample
+    otherwise. ``cache_dir=True`` uses :func:`default_cache_dir`; None/False disables the on-disk caches.
+    ``hub`` is a :class:`~sn29_growth.hub.protocol.HubClient` for ``org/name`` models (default: the
+    huggingface_hub client). Raises ``ValueError`` only for unusable arguments; a bad model is a row.
+    """
+    if not models:
+        raise ValueError("models: at least one model is needed")
+    refs = [ModelRef.parse(m) for m in models]
+    labels = list(names) if names is not None else [r.spec for r in refs]
+    if len(labels) != len(refs) or len(set(labels)) != len(labels):
+        raise ValueError("names: one distinct name per model is needed")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device: CUDA is not available")
+    if cache_dir is True:
+        cache_path: Path | None = default_cache_dir()
+    elif cache_dir is None or cache_dir is False:
+        cache_path = None
+    else:
+        cache_path = Path(cache_dir)
+
+    evaluator = _Evaluator(hub, cache_path, device, progress, engine)
+    prepared = [evaluator.prepare(r, n) for r, n in zip(refs, labels, strict=True)]
+
+    if isinstance(competitions, Competitions):
+        table = competitions
+    elif competitions is None:
+        table = default_competitions()
+    else:
+        table = load_competitions(competitions)
+    if isinstance(competition, Competition):
+        comp = competition
+    else:
+        comp = choose_competition(
+            table, [checks.architecture(p.config) if p.config else None for p in prepared], competition
+        )
+
+    source, dataset_note = _resolve_dataset(dataset, comp, cache_path)
+    free = comp.free_tokenizer or isinstance(source, LocalSource) or hub_offline()
+    tokenizer_note = None
+    if free and not comp.free_tokenizer:
+        tokenizer_note = "models' own tokenizers (local data / offline imply free_tokenizer)"
+    if samples is None:
+        samples = comp.eval_pages * comp.rows_per_page if isinstance(source, FineWebSource) else 1 << 30
+    chosen = source.samples(samples, seed)
+    tok_settings = TokenizeSettings.from_competition(comp, allow_bos=allow_bos)
+
+    rows = [
+        evaluator.evaluate(p, block, comp, free, chosen, tok_settings) for block, p in enumerate(prepared)
+    ]
+    scored = [ModelLosses(uid=r.block, block=r.block, losses=r.losses) for r in rows if not r.rejection]
+    groups = 0
+    if scored:
+        score = score_competition(
+            scored, ScoreSettings.from_competition(comp), current_block=len(rows), seed=seed
+        )
+        groups = score.result.n_samples
+        rows = [
+            r
+            if r.rejection
+            else _with_score(
+                r,
+                score.wins.get(r.block, 0),
+                score.win_rates.get(r.block, 0.0),
+                score.weights.get(r.block, 0.0),
+            )
+            for r in rows
+        ]
+    return EvaluationResult(
+        competition=comp.name,
+        dataset=source.name,
+        dataset_note=dataset_note,
+        seed=seed,
+        sample_ids=tuple(s.id for s in chosen),
+        models=tuple(rows),
+        device=device,
+        dtype="bf16" if evaluator.dtype == torch.bfloat16 else "fp32",
+        group_samples=comp.group_samples,
+        scored_groups=groups,
+        tokenizer_note=tokenizer_note,
+    )
+
+
+def _with_score(row: ModelResult, wins: int, win_rate: float, weight: float) -> ModelResult:
+    return replace(row, wins=wins, win_rate=win_rate, weight=weight)
