@@ -1,0 +1,181 @@
+"""Flags of ``neurons/validator.py`` (bittensor conventions) → a config and real clients → :func:`run`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from sn29_growth.validator.config import DEFAULT_WEIGHTS_INTERVAL_BLOCKS, VERSION_KEY, ValidatorConfig
+
+log = logging.getLogger("sn29_growth.validator")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="neurons/validator.py",
+        description="SN29 validator: discover committed models, download, check, evaluate, score, set weights.",
+    )
+    chain = p.add_argument_group("chain")
+    chain.add_argument("--netuid", type=int, default=29)
+    chain.add_argument(
+        "--subtensor.network", dest="network", default="finney", help="finney | test | local | ws://host:port"
+    )
+    chain.add_argument("--wallet.name", dest="wallet_name", default="default")
+    chain.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default")
+    chain.add_argument("--wallet.path", dest="wallet_path", default="~/.bittensor/wallets")
+    chain.add_argument(
+        "--dont-set-weights", action="store_true", help="evaluate and score, never set weights"
+    )
+    chain.add_argument("--weights-interval-blocks", type=int, default=DEFAULT_WEIGHTS_INTERVAL_BLOCKS)
+    chain.add_argument("--version-key", type=int, default=VERSION_KEY)
+    ev = p.add_argument_group("evaluation")
+    ev.add_argument("--model-dir", required=True, type=Path, help="downloads, caches and the validator state")
+    ev.add_argument("--device", default="cuda", help="cpu | cuda | cuda:N")
+    ev.add_argument(
+        "--competitions", default=None, help="competitions.json URL or file (default: packaged copy)"
+    )
+    ev.add_argument("--hall-of-fame", default=None, help="hall_of_fame.json URL or file")
+    ev.add_argument(
+        "--dataset", default=None, help="fineweb | local | PATH (default: fineweb; offline: local)"
+    )
+    ev.add_argument(
+        "--samples", type=int, default=None, help="samples per evaluation (default: competition's)"
+    )
+    ev.add_argument("--seed", type=int, default=None, help="fixed sample seed (default: changes every epoch)")
+    ev.add_argument(
+        "--eval-timeout", type=float, default=3600.0, help="seconds before an evaluation is killed"
+    )
+    ev.add_argument("--disk-budget-gb", type=float, default=None, help="cap on the model cache")
+    run = p.add_argument_group("running")
+    run.add_argument("--offline", action="store_true", help="no chain, no Hub: evaluate the --models entries")
+    run.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="JSON list of {model, block, label}: benchmarks online (never weighted), the miners offline",
+    )
+    run.add_argument("--steps", type=int, default=None, help="stop after N steps (default: run forever)")
+    run.add_argument("--step-interval", type=float, default=60.0, help="seconds between steps")
+    run.add_argument("--wandb-project", default=None, help="log each step to Weights & Biases (optional)")
+    run.add_argument(
+        "--eval-worker", default=None, help=argparse.SUPPRESS
+    )  # replace the worker command (tests)
+    run.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ValidatorConfig:
+    return ValidatorConfig(
+        model_dir=args.model_dir.expanduser(),
+        netuid=args.netuid,
+        device=args.device,
+        competitions=args.competitions,
+        hall_of_fame=args.hall_of_fame,
+        dataset=args.dataset or ("local" if args.offline else "fineweb"),
+        samples=args.samples,
+        seed=args.seed,
+        eval_timeout_s=args.eval_timeout,
+        weights_interval_blocks=args.weights_interval_blocks,
+        set_weights=not args.dont_set_weights,
+        version_key=args.version_key,
+        disk_budget_bytes=int(args.disk_budget_gb * 1024**3) if args.disk_budget_gb else None,
+        offline=args.offline,
+        models_file=args.models,
+        step_interval_s=args.step_interval,
+        worker_command=tuple(shlex.split(args.eval_worker)) if args.eval_worker else None,
+    )
+
+
+def build_clients(config: ValidatorConfig, args: argparse.Namespace):
+    from sn29_growth.eval.competitions import CompetitionsSource, HallOfFameSource
+    from sn29_growth.validator.entries import load_entries
+    from sn29_growth.validator.step import Clients
+    from sn29_growth.validator.worker import run_in_worker
+
+    entries = load_entries(config.models_file, injected=not config.offline) if config.models_file else []
+    hof = HallOfFameSource(config.hall_of_fame, min_interval_s=900) if config.hall_of_fame else None
+    competitions = CompetitionsSource(config.competitions, min_interval_s=900)
+
+    def evaluate(request, timeout):
+        return run_in_worker(
+            request, timeout, command=list(config.worker_command) if config.worker_command else None
+        )
+
+    if config.offline:
+        from sn29_growth.validator.offline import OfflineChain
+
+        start = max((e.block for e in entries), default=0) + 1
+        return Clients(
+            chain=OfflineChain(start_block=start),
+            competitions=competitions,
+            hall_of_fame=hof,
+            store=None,
+            evaluate=evaluate,
+            entries=entries,
+        )
+
+    import bittensor as bt
+
+    from sn29_growth.chain.bittensor_client import BittensorChainClient
+    from sn29_growth.hub.hf_client import HfHubClient
+    from sn29_growth.hub.store import DiskBudget, ModelStore
+
+    wallet = bt.Wallet(
+        name=args.wallet_name, hotkey=args.wallet_hotkey, path=str(Path(args.wallet_path).expanduser())
+    )
+    chain = BittensorChainClient(config.netuid, wallet, network=args.network)
+    store = ModelStore(
+        HfHubClient(), config.model_dir / "hub", DiskBudget(max_bytes=config.disk_budget_bytes)
+    )
+    return Clients(
+        chain=chain,
+        competitions=competitions,
+        hall_of_fame=hof,
+        store=store,
+        evaluate=evaluate,
+        entries=entries,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from sn29_growth.validator.runner import run
+
+    try:
+        config = config_from_args(args)
+        clients = build_clients(config, args)
+    except ValueError as e:
+        print(f"validator: error: {e}", file=sys.stderr)
+        return 2
+    reporter = _wandb_reporter(args.wandb_project)
+
+    def on_report(report):
+        print(report.format_table(), flush=True)
+        if reporter:
+            reporter(report)
+
+    run(config, clients, max_steps=args.steps, on_report=on_report)
+    return 0
+
+
+def _wandb_reporter(project: str | None):
+    if not project:
+        return None
+    try:
+        import wandb
+    except ImportError:
+        log.warning("--wandb-project given but wandb is not installed (pip install wandb); not logging")
+        return None
+    wandb_run = wandb.init(project=project, job_type="validator")
+
+    def report(r):
+        wandb_run.log({"block": r.block, **{f"weight/{u}": w for u, w in r.weights.items()}}, step=r.step)
+
+    return report

@@ -1,0 +1,40 @@
+"""The worker side of a validator evaluation: request JSON in, per-model per-sample losses out.
+
+Runs inside the child process started by :func:`sn29_growth.validator.worker.run_in_worker`, so that a
+hung or crashing evaluation cannot take the validator with it. Scoring happens in the parent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sn29_growth.eval.competitions import Competition
+
+
+def handle_request(request: dict[str, Any]) -> dict[str, Any]:
+    from sn29_growth.eval.evaluate import evaluate_models
+
+    comp_dict = dict(request["competition"])
+    competition = Competition.from_dict(comp_dict.pop("name"), comp_dict)
+    models = request["models"]
+    dataset = request.get("dataset") or "local"
+    result = evaluate_models(
+        [m["path"] for m in models],
+        names=[m["key"] for m in models],
+        competition=competition,
+        dataset=dataset,
+        samples=request.get("samples"),
+        seed=int(request.get("seed", 0)),
+        device=request.get("device") or "cpu",
+        cache_dir=request.get("cache_dir") or True,
+    )
+    out: dict[str, Any] = {}
+    for row in result.models:
+        out[row.name] = {
+            "rejection": row.rejection,
+            "note": row.note,
+            "losses": None if row.rejection else [v if math.isfinite(v) else None for v in row.losses],
+            "content_hash": row.content_hash,
+        }
+    return {"models": out, "sample_ids": list(result.sample_ids), "dataset": result.dataset}

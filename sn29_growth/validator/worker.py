@@ -1,0 +1,99 @@
+"""Run one evaluation in a child process that a timeout really kills.
+
+The parent writes a JSON request, starts ``python -m sn29_growth.validator.worker REQUEST RESPONSE`` in
+its own process group, and waits. On timeout the whole group gets SIGKILL (a hung CUDA kernel or a
+tokenizer loop cannot survive it) and the call reports a timeout. The child writes its response
+atomically, so a half-written response is never read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sn29_growth.atomic import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    ok: bool
+    response: dict[str, Any] | None
+    error: str
+    seconds: float
+
+
+def run_in_worker(
+    request: dict[str, Any],
+    timeout_s: float,
+    *,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> WorkerResult:
+    """Run ``request`` in a fresh worker process; never raises for worker failures or timeouts."""
+    with tempfile.TemporaryDirectory(prefix="sn29-worker-") as tmp:
+        req, resp = Path(tmp) / "request.json", Path(tmp) / "response.json"
+        req.write_text(json.dumps(request), encoding="utf-8")
+        cmd = (command or [sys.executable, "-m", "sn29_growth.validator.worker"]) + [str(req), str(resp)]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            cmd,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return WorkerResult(
+                False, None, f"evaluation timed out after {timeout_s:g} s", time.monotonic() - t0
+            )
+        seconds = time.monotonic() - t0
+        if proc.returncode != 0 or not resp.exists():
+            tail = (stderr or "").strip().splitlines()[-3:]
+            return WorkerResult(
+                False, None, f"worker exited with code {proc.returncode}: {' | '.join(tail)}", seconds
+            )
+        try:
+            return WorkerResult(True, json.loads(resp.read_text(encoding="utf-8")), "", seconds)
+        except (OSError, json.JSONDecodeError) as e:
+            return WorkerResult(False, None, f"unreadable worker response: {e}", seconds)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log.error("worker %d did not die after SIGKILL", proc.pid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m sn29_growth.validator.worker REQUEST.json RESPONSE.json", file=sys.stderr)
+        return 2
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    from sn29_growth.validator.evaluation import handle_request
+
+    atomic_write_json(argv[1], handle_request(request), indent=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Hostile inputs, table-driven: each has an expected outcome and none crashes the validator loop.
+
+The README's reliability section lists these cases; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from validator_fakes import files_of, hotkey, make_env, publish
+
+from sn29_growth.chain.commitment import ModelCommitment
+from sn29_growth.hub.local import Faults
+from sn29_growth.tiny import build_tiny
+from sn29_growth.validator.runner import run
+
+
+def _h(text: str) -> str:
+    """A well-formed (canonical base64 sha256) hash that matches nothing."""
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    from sn29_growth.tokenizer import embedded_tokenizer
+
+    path = tmp_path_factory.mktemp("m") / "base"
+    build_tiny("llama-gqa", seed=0).save_pretrained(path)
+    embedded_tokenizer().save_pretrained(path)
+    return path
+
+
+def _variant(base: Path, tmp: Path, *, config=None, weights=None, tokenizer=None, drop=(), add=None) -> Path:
+    out = tmp / "variant"
+    out.mkdir()
+    for name, data in files_of(base).items():
+        if name not in drop:
+            (out / name).write_bytes(data)
+    if config:
+        cfg = json.loads((out / "config.json").read_text())
+        cfg.update(config)
+        (out / "config.json").write_text(json.dumps(cfg))
+    if weights:
+        sd = load_file(out / "model.safetensors")
+        weights(sd)
+        save_file(sd, out / "model.safetensors", metadata={"format": "pt"})
+    if tokenizer:
+        tok = json.loads((out / "tokenizer.json").read_text())
+        tokenizer(tok)
+        (out / "tokenizer.json").write_text(json.dumps(tok))
+    for name, data in (add or {}).items():
+        (out / name).write_bytes(data)
+    return out
+
+
+def _nan(sd):
+    sd["model.layers.0.mlp.down_proj.weight"][0, 0] = math.nan
+
+
+def _lowercase(tok):
+    tok["normalizer"] = {"type": "Lowercase"}
+
+
+# name -> (setup(env) -> None, expected status, substring of the reason)
+def _commit_raw(value):
+    def setup(env, base, tmp):
+        env["chain"].put(0, value, block=10)
+
+    return setup
+
+
+def _publish_variant(competition="c00", hash_override=None, **kw):
+    def setup(env, base, tmp):
+        path = _variant(base, tmp, **kw)
+        env["chain"].put(
+            0, publish(env["hub"], "eve/model", path, 0, competition, hash_override=hash_override), block=10
+        )
+
+    return setup
+
+
+def _missing_repo(env, base, tmp):
+    mc = ModelCommitment("eve", "ghost", "a" * 40, _h("a"), "c00")
+    env["chain"].put(0, mc.format(), block=10)
+
+
+def _pickle_only(env, base, tmp):
+    files = {k: v for k, v in files_of(base).items() if not k.endswith(".safetensors")}
+    files["pytorch_model.bin"] = b"\x80\x04pickle"
+    env["chain"].put(
+        0, publish(env["hub"], "eve/pickle", base, 0, files=files, hash_override=_h("b")), block=10
+    )
+
+
+def _hub_fault(faults):
+    def setup(env, base, tmp):
+        env["chain"].put(0, publish(env["hub"], "eve/model", base, 0), block=10)
+        env["hub_client"].set_faults(faults)
+
+    return setup
+
+
+def _disk_full(env, base, tmp):
+    env["chain"].put(0, publish(env["hub"], "eve/model", base, 0), block=10)
+    env["clients"].store._free_bytes = lambda path: 0
+
+
+CASES = {
+    "malformed commitment": (_commit_raw("not:a:commitment"), "discarded", "malformed commitment"),
+    "oversized commitment": (
+        _commit_raw("a" * 40 + ":b:" + "c" * 40 + ":" + "D" * 43 + "=:c00"),
+        "discarded",
+        "128",
+    ),
+    "unknown competition": (
+        _commit_raw(ModelCommitment("a", "b", "c" * 40, _h("d"), "c99").format()),
+        "discarded",
+        "unknown competition",
+    ),
+    "missing repo": (_missing_repo, "rejected", "RepoNotFound"),
+    "repo over size limit": (
+        _publish_variant(add={"model-00002-of-00002.safetensors": b"\0" * 6_000_000}),
+        "rejected",
+        "above the limit",
+    ),
+    "pickle-only weights": (_pickle_only, "rejected", "safetensors"),
+    "remote code (auto_map)": (
+        _publish_variant(config={"auto_map": {"AutoModelForCausalLM": "x.Y"}}),
+        "rejected",
+        "auto_map",
+    ),
+    "wrong architecture": (
+        _publish_variant(config={"architectures": ["MistralForCausalLM"]}),
+        "rejected",
+        "not allowed",
+    ),
+    "parameters over limit": (_publish_variant(config={"intermediate_size": 4096}), "rejected", "parameters"),
+    "invalid norm_divisor": (_publish_variant(config={"norm_divisor": -1}), "rejected", "norm_divisor"),
+    "NaN weights": (_publish_variant(weights=_nan), "pool", "non-finite"),
+    "hash mismatch": (_publish_variant(hash_override=_h("c")), "rejected", "hash mismatch"),
+    "tokenizer fails round trips": (_publish_variant(tokenizer=_lowercase), "rejected", "tokeniz"),
+    "Hub 5xx": (_hub_fault(Faults(unavailable=100)), "new", "hub unavailable"),
+    "Hub timeouts": (_hub_fault(Faults(timeouts=100)), "new", "hub unavailable"),
+    "truncated download": (
+        _hub_fault(Faults(short={"model.safetensors": 1000})),
+        "rejected",
+        "IntegrityError",
+    ),
+    "disk full": (_disk_full, "new", "disk"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input(name, tmp_path, base_dir):
+    setup, status, reason = CASES[name]
+    config, clients, chain, hub_client, hub = make_env(tmp_path)
+    env = {"chain": chain, "hub": hub, "hub_client": hub_client, "clients": clients}
+    setup(env, base_dir, tmp_path)
+    state = run(config, clients, max_steps=1, sleep=lambda s: None)  # must not raise
+    assert state.step == 1
+    if status == "discarded":
+        assert hotkey(0) in state.discarded and reason in state.discarded[hotkey(0)]["reason"]
+        return
+    rec = state.models[hotkey(0)]
+    assert rec.status == status, rec
+    assert reason.lower() in rec.reason.lower(), rec.reason
+    if name == "NaN weights":
+        assert rec.mean_loss is None and rec.win_rate == 0.0
+
+
+def test_chain_disconnect_mid_step_keeps_state_and_recovers(tmp_path, base_dir):
+    config, clients, chain, _, hub = make_env(tmp_path)
+    chain.put(0, publish(hub, "alice/base", base_dir, 0), block=10)
+    state = run(config, clients, max_steps=1, sleep=lambda s: None)
+    assert state.step == 1 and chain.weights
+    chain.fail_next = {"commitments": 1, "set_weights": 1}
+    state = run(config, clients, max_steps=1, sleep=lambda s: None)  # the step fails: state rolled back
+    assert state.step == 1 and state.models[hotkey(0)].status == "pool"
+    chain.block += 200
+    state = run(config, clients, max_steps=2, sleep=lambda s: None)  # set_weights fails once, then succeeds
+    assert state.step == 3 and len(chain.weights) == 2
+
+
+def test_runner_survives_an_unexpected_error(tmp_path, base_dir, monkeypatch):
+    config, clients, chain, _, hub = make_env(tmp_path)
+    chain.put(0, publish(hub, "alice/base", base_dir, 0), block=10)
+    calls = {"n": 0}
+
+    def flaky(request, timeout):
+        calls["n"] += 1
+        raise RuntimeError("worker machinery exploded")
+
+    clients.evaluate = flaky
+    state = run(config, clients, max_steps=2, sleep=lambda s: None)
+    assert calls["n"] == 2 and state.step == 0  # both steps rolled back, the loop carried on
+    assert torch.__version__  # the process is still healthy
