@@ -25,7 +25,9 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sn29", description="SN29 growth toolkit: grow, train, evaluate, score.")
+    parser = argparse.ArgumentParser(
+        prog="sn29", description="SN29 growth toolkit: grow, train, evaluate, score."
+    )
     parser.add_argument("--version", action="version", version=f"sn29-growth {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

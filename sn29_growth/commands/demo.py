@@ -4,14 +4,24 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="show everything working offline: tiny models, embedded corpus, CPU")
+    p = sub.add_parser(
+        "demo",
+        help="show everything working offline: patched classes, growth, training, mining, validating (CPU)",
+    )
     p.add_argument("--out", default="demo-output", help="working directory (default: ./demo-output)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base-steps", type=int, default=60, help="training steps of the published base model")
+    p.add_argument("--train-steps", type=int, default=120, help="training steps of the miner's grown model")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import logging
+
     from sn29_growth.demo import run_demo
 
-    run_demo(args.out, seed=args.seed)
+    if not args.verbose:  # the demo narrates; library logs only when something is wrong
+        logging.getLogger().setLevel(logging.WARNING)
+
+    run_demo(args.out, seed=args.seed, base_steps=args.base_steps, train_steps=args.train_steps)
     return 0
