@@ -15,7 +15,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: tiny models gain nothing from more, and contended OpenMP threads (a test's
+# subprocesses, a busy CI box) were measured 5-30x slower than one.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

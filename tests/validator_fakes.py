@@ -160,7 +160,7 @@ def make_env(tmp_path: Path, *, free_bytes=None, **config_overrides):
     return config, clients, chain, client, hub_root
 
 
-def trained_tiny(steps: int = 40, seed: int = 0, variant: str = "llama-gqa"):
+def trained_tiny(steps: int = 25, seed: int = 0, variant: str = "llama-gqa"):
     """A tiny model trained briefly on the corpus's train part: it beats the untrained one on held-out text."""
     from sn29_growth.corpus import load_corpus
     from sn29_growth.lm import encode
@@ -168,7 +168,7 @@ def trained_tiny(steps: int = 40, seed: int = 0, variant: str = "llama-gqa"):
     from sn29_growth.tokenizer import embedded_tokenizer
 
     model = build_tiny(variant, seed=seed).train()
-    seqs = encode(embedded_tokenizer(), [s.text for s in load_corpus().train[:64]], max_len=128)
+    seqs = encode(embedded_tokenizer(), [s.text for s in load_corpus().train[:64]], max_len=96)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
