@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from sn29_growth import __version__
+from sn29_growth.logs import setup_logging
 
 COMMANDS = (
     "demo",
@@ -21,6 +21,7 @@ COMMANDS = (
     "train",
     "grow",
     "plan",
+    "study",
 )
 
 
@@ -46,11 +47,7 @@ def quiet_transformers_progress() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    setup_logging(args.verbose)
     quiet_transformers_progress()
     try:
         return int(args.func(args) or 0)

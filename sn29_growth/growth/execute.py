@@ -33,22 +33,12 @@ from sn29_growth.growth.verify import (
     probe_trainability,
     tokenizer_for,
 )
+from sn29_growth.hub.policy import TOKENIZER_FILES
 from sn29_growth.io import CheckpointError, PlannedTensor, ShardedCheckpoint, ShardWriter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "chat_template.json",
-)
 EXTRA_FILES = ("generation_config.json",)
 RECIPE_NAME = "growth_recipe.json"
 RECIPE_FORMAT = "sn29-growth-recipe/1"

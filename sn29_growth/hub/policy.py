@@ -19,11 +19,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 WEIGHTS_SUFFIX = ".safetensors"
 
-MODEL_FILE_PATTERNS: tuple[str, ...] = (
-    "config.json",
-    "generation_config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
+TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -33,6 +29,15 @@ MODEL_FILE_PATTERNS: tuple[str, ...] = (
     "merges.txt",
     "chat_template.jinja",
     "chat_template.json",
+)
+"""Tokenizer files a checkpoint may carry; copied along whenever a checkpoint is rewritten."""
+
+MODEL_FILE_PATTERNS: tuple[str, ...] = (
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    *TOKENIZER_FILES,
 )
 """Every file the project downloads matches one of these, at the repository root."""
 

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from sn29_growth.logs import setup_logging
 from sn29_growth.miner.config import MinerConfig
 from sn29_growth.miner.run import MinerClients, run_miner
 
@@ -226,10 +227,7 @@ def _offline_hotkey(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     from sn29_growth.chain.protocol import ChainClientError
     from sn29_growth.hub.protocol import HubError
 

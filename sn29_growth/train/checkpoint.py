@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from sn29_growth.atomic import atomic_directory, atomic_write_json
+from sn29_growth.hub.policy import TOKENIZER_FILES
 from sn29_growth.train.data import DataPosition
 from sn29_growth.train.distributed import (
     DistContext,
@@ -44,17 +45,6 @@ STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 PREFIX = "step-"
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "chat_template.json",
-)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

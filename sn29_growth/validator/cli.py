@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from sn29_growth.logs import setup_logging
 from sn29_growth.validator.config import DEFAULT_WEIGHTS_INTERVAL_BLOCKS, VERSION_KEY, ValidatorConfig
 
 log = logging.getLogger("sn29_growth.validator")
@@ -142,10 +143,7 @@ def build_clients(config: ValidatorConfig, args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     from sn29_growth.validator.runner import run
 
     try:
