@@ -19,7 +19,6 @@ With several processes every rank builds the same global batch and takes its con
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,29 +69,12 @@ class FileTexts:
         return f"file:{self.path}"
 
     def texts(self, epoch: int) -> Sequence[str]:
+        from sn29_growth.eval.data import DataSourceError, FileSource  # the one reader of user text files
+
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"{self.path}: cannot read ({e})") from e
-        jsonl = self.path.suffix.lower() in (".jsonl", ".ndjson")
-        out: list[str] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            if not jsonl:
-                out.append(line)
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{self.path}:{number}: not JSON ({e.msg})") from e
-            text = record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise ValueError(f"{self.path}:{number}: no string 'text' field")
-            out.append(text)
-        if not out:
-            raise ValueError(f"{self.path}: no texts")
-        return out
+            return [sample.text for sample in FileSource(self.path).read()]
+        except DataSourceError as e:
+            raise ValueError(str(e)) from e
 
 
 @dataclass(frozen=True)
