@@ -181,7 +181,7 @@ def step_miner(out_dir: Path, train_steps: int, report: DemoReport):
     )
     train_cfg = TrainConfig(
         steps=train_steps,
-        eval_every=train_steps,
+        eval_every=max(train_steps // 4, 1),
         device="cpu",
         progress=True,
         optimizer=OptimizerConfig(lr=2e-3, weight_decay=0.0),
