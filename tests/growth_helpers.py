@@ -6,7 +6,6 @@ import argparse
 import functools
 import math
 
-import pytest
 import torch
 
 from sn29_growth.growth.engine import grow_model
@@ -84,12 +83,3 @@ def cli(argv: list[str]) -> int:
 
 def state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not stall when the machine's cores are busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

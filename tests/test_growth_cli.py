@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from growth_helpers import cli, one_thread, tiny  # noqa: F401
+from growth_helpers import cli, tiny
 
 from sn29_growth.io import INDEX_NAME, CheckpointError, save_shards
 

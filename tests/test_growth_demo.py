@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from growth_helpers import one_thread, tiny  # noqa: F401
+from growth_helpers import tiny
 
 from sn29_growth.growth.demo import default_targets, demo_growth
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from growth_helpers import VARIANTS, assert_same_function, grow, loss, one_thread, tiny  # noqa: F401
+from growth_helpers import VARIANTS, assert_same_function, grow, loss, tiny
 
 from sn29_growth.growth.spec import GrowthStep
 

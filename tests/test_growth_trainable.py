@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from growth_helpers import VARIANTS, grow, one_thread, tiny  # noqa: F401
+from growth_helpers import VARIANTS, grow, tiny
 
 from sn29_growth.growth.engine import new_masks
 from sn29_growth.growth.verify import corpus_sequences, probe_trainability

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from validator_fakes import COMPETITIONS
 
 from sn29_growth.chain.commitment import ModelCommitment, content_hash
@@ -132,15 +131,7 @@ def test_entry_point_help(monkeypatch, capsys):
         assert flag in out
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_offline_run_end_to_end_and_resume(tmp_path, capsys, one_thread):
+def test_offline_run_end_to_end_and_resume(tmp_path, capsys):
     from validator_fakes import trained_tiny
 
     from sn29_growth.tokenizer import embedded_tokenizer

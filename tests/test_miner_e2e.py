@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from fake_substrate import NETUID
 from validator_fakes import COMPETITIONS, in_process_evaluate, trained_tiny
 
@@ -38,15 +37,6 @@ TRAIN = TrainConfig(
     device="cpu",
     progress=False,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and a shared CI machine stays responsive."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

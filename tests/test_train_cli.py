@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from sn29_growth.cli import main
 from sn29_growth.loading import load_model
@@ -19,14 +18,6 @@ from sn29_growth.train.checkpoint import STATE_FILE, latest_checkpoint, list_che
 from sn29_growth.train.loop import LOG_FILE
 
 FLAGS = ["--batch-size", "4", "--seq-len", "32", "--lr", "3e-3", "--warmup", "2", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

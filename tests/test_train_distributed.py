@@ -58,14 +58,6 @@ def max_weight_diff(a, b) -> float:
     return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 NEW_SLICES = [  # FSDP2 shards dim 0: gate/up rows 128:160 live on rank 1 only, down_proj columns on both
     {"name": "model.layers.0.mlp.gate_proj.weight", "index": [[128, 160], [0, 64]]},
     {"name": "model.layers.0.mlp.up_proj.weight", "index": [[128, 160], [0, 64]]},

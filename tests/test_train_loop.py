@@ -45,15 +45,6 @@ def records(out, kind):
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models step several times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def base(save_tiny):
     return save_tiny(build_tiny("llama-gqa", seed=0), "base")
