@@ -9,12 +9,20 @@ from hypothesis import strategies as st
 from sn29_growth.hub import HubUnavailable, ModelRef, RepoFile, RepoNotFound
 from sn29_growth.hub.policy import (
     MODEL_FILE_PATTERNS,
+    Selection,
     is_model_file,
     missing_model_files,
     select_files,
     select_upload,
 )
-from sn29_growth.hub.protocol import DownloadIncomplete, HubOffline, IntegrityError, is_commit_sha
+from sn29_growth.hub.protocol import (
+    DownloadIncomplete,
+    HubError,
+    HubOffline,
+    IntegrityError,
+    UnsupportedRepo,
+    is_commit_sha,
+)
 from sn29_growth.hub.retry import RetryPolicy, call_with_retries
 
 
@@ -57,6 +65,33 @@ def test_allow_patterns_cannot_widen_the_policy():
     assert sel.skipped == ("a.py", "dir/x.safetensors", "model.bin")
     assert sel.total_bytes == 2
     assert select_files(files, ["*.safetensors"]).paths == ("model.safetensors",)
+
+
+@pytest.mark.parametrize(
+    ("listing", "named"),
+    [
+        ([("config.json", 1), ("model.safetensors", 2), ("model.safetensors", 2)], "'model.safetensors'"),
+        ([("config.json", 1), ("model.safetensors", 2), ("model.safetensors", 9)], "'model.safetensors'"),
+        ([("config.json", 1), ("model.safetensors", 2), ("README.md", 3), ("README.md", 3)], "'README.md'"),
+        (
+            [("config.json", 1), ("config.json", 1), ("a.safetensors", 2), ("a.safetensors", 2)],
+            "'a.safetensors', 'config.json'",
+        ),
+    ],
+)
+def test_listing_naming_a_path_twice_rejects_the_repository(listing, named):
+    # A ValueError here used to escape the validator's per-model handling and roll back the whole step.
+    files = [RepoFile(path, size) for path, size in listing]
+    with pytest.raises(UnsupportedRepo, match="more than once") as info:
+        select_files(files)
+    assert named in str(info.value)
+    assert isinstance(info.value, HubError) and not info.value.retryable
+    assert select_files({f.path: f for f in files}.values()).total_bytes > 0  # distinct: fine
+
+
+def test_selection_itself_still_refuses_a_path_twice():
+    with pytest.raises(ValueError, match="twice"):
+        Selection(selected=(RepoFile("config.json", 1), RepoFile("config.json", 1)), skipped=())
 
 
 def test_missing_model_files():

@@ -7,30 +7,20 @@ and their index, and tokenizer files. Pickle-based or executable files (``*.bin`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sn29_growth.checkpoint import CONFIG_FILE, TOKENIZER_FILES
+
 if TYPE_CHECKING:
     from sn29_growth.hub.protocol import RepoFile
 
-CONFIG_FILE = "config.json"
 WEIGHTS_SUFFIX = ".safetensors"
 
-TOKENIZER_FILES: tuple[str, ...] = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-)
-"""Tokenizer files a checkpoint may carry; copied along whenever a checkpoint is rewritten."""
 
 MODEL_FILE_PATTERNS: tuple[str, ...] = (
     "config.json",
@@ -100,15 +90,30 @@ class Selection:
 
 
 def select_files(files: Iterable[RepoFile], allow_patterns: Sequence[str] = MODEL_FILE_PATTERNS) -> Selection:
-    """Keep the files that match ``allow_patterns`` and the model-file policy; ``allow_patterns`` can only narrow."""
+    """Keep the files that match ``allow_patterns`` and the model-file policy; ``allow_patterns`` can only narrow.
+
+    A listing that names a path twice cannot say which size and hash the file has: the repository is
+    rejected (:class:`~sn29_growth.hub.protocol.UnsupportedRepo`, not retried) rather than guessed at.
+    """
+    files = sorted(files, key=lambda f: f.path)
+    _reject_duplicate_paths(files)
     selected: list[RepoFile] = []
     skipped: list[str] = []
-    for f in sorted(files, key=lambda f: f.path):
+    for f in files:
         if is_model_file(f.path) and matches_any(f.path, allow_patterns):
             selected.append(f)
         else:
             skipped.append(f.path)
     return Selection(selected=tuple(selected), skipped=tuple(skipped))
+
+
+def _reject_duplicate_paths(files: Sequence[RepoFile]) -> None:
+    """Raise UnsupportedRepo naming every path that ``files`` lists more than once."""
+    twice = sorted(path for path, n in Counter(f.path for f in files).items() if n > 1)
+    if twice:
+        from sn29_growth.hub.protocol import UnsupportedRepo
+
+        raise UnsupportedRepo(f"the repository listing names {', '.join(map(repr, twice))} more than once")
 
 
 def missing_model_files(paths: Iterable[str]) -> list[str]:

@@ -24,11 +24,14 @@ from typing import BinaryIO
 
 import torch
 
+from sn29_growth.checkpoint import CheckpointFileError, JsonLimits, parse_json_bounded, read_json_object
+
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+HEADER_LIMITS = JsonLimits(max_bytes=MAX_HEADER_BYTES, max_depth=8, max_values=20_000_000)
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
     "F32": torch.float32,
@@ -87,9 +90,9 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorInfo], dict[st
         if n > MAX_HEADER_BYTES or 8 + n > size:
             raise CheckpointError(f"{path}: corrupt safetensors header (length {n} for a {size}-byte file)")
         try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from e
+            header = parse_json_bounded(f.read(n), HEADER_LIMITS, "header")
+        except CheckpointFileError as e:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -170,10 +173,12 @@ class ShardedCheckpoint:
         index = self.directory / INDEX_NAME
         if index.is_file():
             try:
-                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+                weight_map = read_json_object(index)["weight_map"]
+                files = sorted(set(weight_map.values()))
+            except (CheckpointFileError, KeyError, TypeError, AttributeError) as e:
                 raise CheckpointError(f"{index}: corrupt index ({e})") from e
-            files = sorted(set(weight_map.values()))
+            if not all(isinstance(f, str) and f.endswith(".safetensors") and "/" not in f for f in files):
+                raise CheckpointError(f"{index}: corrupt index (shard names must be top-level *.safetensors)")
             for name in files:
                 if not (self.directory / name).is_file():
                     raise CheckpointError(f"{self.directory / name}: missing shard (named in {INDEX_NAME})")

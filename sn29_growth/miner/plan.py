@@ -18,6 +18,7 @@ from typing import Any
 
 from sn29_growth.arch import Shape
 from sn29_growth.atomic import atomic_write_json
+from sn29_growth.checkpoint import RECIPE_FILE
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.growth.planner import count_params, effective_limit, plan_options, recommended
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 BYTES_PER_DTYPE = {"float32": 4, "bfloat16": 2, "float16": 2}
 HEADER_MARGIN = 0.01  # fraction of the byte budget kept for safetensors headers and index
-RECIPE_FILE = "growth_recipe.json"
 SUMMARY_FILE = "miner_growth.json"  # the miner's record of the growth, beside the engine's recipe
 
 

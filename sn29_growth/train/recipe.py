@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-RECIPE_FILE = "growth_recipe.json"
+from sn29_growth.checkpoint import RECIPE_FILE
 
 
 @dataclass(frozen=True)

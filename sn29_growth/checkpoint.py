@@ -1,0 +1,191 @@
+"""What a model folder is: its file names, and reading and writing its JSON files safely.
+
+Every layer reads ``config.json`` (and the tokenizer's JSON files) through :func:`read_config` /
+:func:`read_json`: a miner's repository is untrusted input, so each file is bounded in bytes, nesting
+depth and number of values *before* it is parsed, and anything wrong with it is a
+:class:`CheckpointFileError` naming the file and the limit — never a ``RecursionError`` or an hour of
+parsing. Every config this project writes goes through :func:`write_config`, which writes the form the
+network's transformers (4.44) reads with the same meaning as ours (:mod:`sn29_growth.network.config`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+INDEX_FILE = "model.safetensors.index.json"
+RECIPE_FILE = "growth_recipe.json"
+TOKENIZER_JSON = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+TOKENIZER_FILES: tuple[str, ...] = (
+    TOKENIZER_JSON,
+    TOKENIZER_CONFIG,
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+"""Tokenizer files a checkpoint may carry; copied along whenever a checkpoint is rewritten."""
+
+
+class CheckpointFileError(ValueError):
+    """A model-folder file that is missing, malformed or beyond a safety limit; the message names it."""
+
+
+@dataclass(frozen=True)
+class JsonLimits:
+    """Bounds checked on the raw bytes before a JSON file is parsed."""
+
+    max_bytes: int
+    max_depth: int
+    max_values: int
+
+
+CONFIG_LIMITS = JsonLimits(max_bytes=1 << 20, max_depth=32, max_values=50_000)
+TOKENIZER_CONFIG_LIMITS = JsonLimits(max_bytes=16 << 20, max_depth=32, max_values=2_000_000)
+TOKENIZER_JSON_LIMITS = JsonLimits(max_bytes=64 << 20, max_depth=64, max_values=20_000_000)
+LIMITS_BY_NAME = {
+    CONFIG_FILE: CONFIG_LIMITS,
+    GENERATION_CONFIG_FILE: CONFIG_LIMITS,
+    INDEX_FILE: TOKENIZER_CONFIG_LIMITS,
+    TOKENIZER_CONFIG: TOKENIZER_CONFIG_LIMITS,
+    "special_tokens_map.json": TOKENIZER_CONFIG_LIMITS,
+    "added_tokens.json": TOKENIZER_CONFIG_LIMITS,
+    TOKENIZER_JSON: TOKENIZER_JSON_LIMITS,
+}
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_STRUCTURE = re.compile(rb"[\[\]{}]")
+
+
+def _nesting_depth(skeleton: bytes) -> int:
+    depth = deepest = 0
+    for bracket in _STRUCTURE.findall(skeleton):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_json_bounded(data: bytes, limits: JsonLimits, where: str) -> Any:
+    """Parse ``data`` after checking its size, nesting depth and value count; NaN/Infinity refused."""
+    if len(data) > limits.max_bytes:
+        raise CheckpointFileError(f"{where}: {len(data):,} bytes, above the limit of {limits.max_bytes:,}")
+    skeleton = _STRING.sub(b'""', data)
+    depth = _nesting_depth(skeleton)
+    if depth > limits.max_depth:
+        raise CheckpointFileError(f"{where}: nested {depth} levels deep, above the limit of {limits.max_depth}")
+    values = skeleton.count(b",") + skeleton.count(b":") + 1
+    if values > limits.max_values:
+        raise CheckpointFileError(
+            f"{where}: about {values:,} JSON values, above the limit of {limits.max_values:,}"
+        )
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CheckpointFileError(f"{where}: not valid JSON ({type(e).__name__}: {e})") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(path: str | os.PathLike, limits: JsonLimits | None = None) -> Any:
+    """A JSON file of a model folder, bounded by ``limits`` (default: by file name, else the config's)."""
+    p = Path(path)
+    limits = limits or LIMITS_BY_NAME.get(p.name, CONFIG_LIMITS)
+    try:
+        size = p.stat().st_size
+        if not p.is_file():
+            raise CheckpointFileError(f"{p}: not a regular file")
+        if size > limits.max_bytes:
+            raise CheckpointFileError(f"{p}: {size:,} bytes, above the limit of {limits.max_bytes:,}")
+        with p.open("rb") as f:
+            data = f.read(limits.max_bytes + 1)
+    except FileNotFoundError:
+        raise CheckpointFileError(f"{p}: missing") from None
+    except OSError as e:
+        raise CheckpointFileError(f"{p}: unreadable ({e})") from None
+    return parse_json_bounded(data, limits, str(p))
+
+
+def read_json_object(path: str | os.PathLike, limits: JsonLimits | None = None) -> dict[str, Any]:
+    data = read_json(path, limits)
+    if not isinstance(data, dict):
+        raise CheckpointFileError(f"{path}: not a JSON object")
+    return data
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The raw ``config.json`` of a model folder (bounded; see :data:`CONFIG_LIMITS`)."""
+    return read_json_object(Path(directory) / CONFIG_FILE, CONFIG_LIMITS)
+
+
+def read_config_or_none(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """:func:`read_config`, or None when the file is missing or unusable (callers report it)."""
+    try:
+        return read_config(directory)
+    except CheckpointFileError:
+        return None
+
+
+def write_config(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:
+    """Write ``config`` (a file path or a folder) atomically in the network's format; returns what was written."""
+    from sn29_growth.atomic import atomic_write_json
+    from sn29_growth.network.config import network_config
+
+    target = Path(path)
+    if target.is_dir():
+        target = target / CONFIG_FILE
+    out = network_config(config)
+    atomic_write_json(target, out)
+    return out
+
+
+def config_dtype_name(config: dict[str, Any]) -> str | None:
+    """The weights' dtype a config records (transformers 5's ``dtype`` first, as it reads it, then ``torch_dtype``)."""
+    for key in ("dtype", "torch_dtype"):
+        value = config.get(key)
+        if isinstance(value, str) and value:
+            return value.removeprefix("torch.")
+    return None
+
+
+def finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def save_model(model, directory: str | os.PathLike, *, state_dict=None, dtype=None, tokenizer=None) -> None:
+    """``model.save_pretrained`` (optionally of ``state_dict`` cast to ``dtype``), in the network's format.
+
+    transformers 5 writes ``config.json`` in its own keys; it is rewritten by :func:`write_config` with
+    ``torch_dtype`` set to the dtype of the saved weights. ``tokenizer`` (optional) is saved with its
+    files normalised for tokenizers 0.19.
+    """
+    import torch
+
+    directory = Path(directory)
+    if dtype is not None:
+        state_dict = state_dict if state_dict is not None else model.state_dict()
+        state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    model.save_pretrained(directory, state_dict=state_dict)
+    config = read_config(directory)
+    tensors = state_dict.values() if state_dict is not None else model.parameters()
+    saved = dtype or next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    config.pop("dtype", None)
+    config["torch_dtype"] = str(saved).removeprefix("torch.")
+    write_config(directory, config)
+    if tokenizer is not None:
+        from sn29_growth.network.tokenizer import save_tokenizer
+
+        save_tokenizer(tokenizer, directory)
