@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from sn29_growth.checkpoint import save_model
 from sn29_growth.tiny import build_tiny
 from sn29_growth.tokenizer import VOCAB_SIZE, embedded_tokenizer
 from sn29_growth.train import (
@@ -129,8 +130,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         model_dir = Path(tmp) / "model"
-        model.save_pretrained(model_dir)
-        embedded_tokenizer().save_pretrained(model_dir)
+        save_model(model, model_dir, tokenizer=embedded_tokenizer())
         del model
         for variant in args.variants.split(","):
             rows.append(run_variant(model_dir, Path(tmp) / variant, args, variant == "checkpointing"))

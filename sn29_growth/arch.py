@@ -310,3 +310,80 @@ def architecture_for(model_type: str) -> Architecture:
         raise UnsupportedArchitecture(
             f"model_type {model_type!r} is not supported (supported: {', '.join(ARCHITECTURES)})"
         ) from None
+
+
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    """How a checkpoint's tensors compare with the table of its config (names, shapes, float dtypes)."""
+
+    dropped: tuple[str, ...] = ()  # recomputed buffers and a tied lm_head: ignored, as transformers does
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    wrong_shape: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()  # (name, found, expected)
+    not_float: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.wrong_shape or self.not_float)
+
+    def problem(self) -> str | None:
+        """One sentence naming the first mismatch (and how many there are), or None."""
+        if self.missing:
+            return f"{len(self.missing)} tensor(s) missing, e.g. {self.missing[0]!r}"
+        if self.unexpected:
+            return f"{len(self.unexpected)} unexpected tensor(s), e.g. {self.unexpected[0]!r}"
+        if self.wrong_shape:
+            name, found, want = self.wrong_shape[0]
+            return f"tensor {name!r} has shape {list(found)}, config.json implies {list(want)}"
+        if self.not_float:
+            name, dtype = self.not_float[0]
+            return f"tensor {name!r} has non-float dtype {dtype}"
+        return None
+
+
+def compare_tensors(found: dict[str, tuple[tuple[int, ...], str]], shape: Shape) -> TensorTable:
+    """Compare ``{name: (shape, safetensors dtype)}`` with every tensor a checkpoint of ``shape`` holds."""
+    arch = architecture_for(shape.model_type)
+    expected = arch.expected_shapes(shape)
+    dropped, unexpected, wrong, not_float = [], [], [], []
+    for name, (dims, dtype) in found.items():
+        if IGNORED_TENSORS.search(name) or (name == "lm_head.weight" and shape.tie_word_embeddings):
+            dropped.append(name)
+        elif name not in expected:
+            unexpected.append(name)
+        elif tuple(dims) != expected[name]:
+            wrong.append((name, tuple(dims), expected[name]))
+        elif dtype not in FLOAT_DTYPES:
+            not_float.append((name, dtype))
+    missing = tuple(n for n in expected if n not in found)
+    return TensorTable(tuple(dropped), missing, tuple(unexpected), tuple(wrong), tuple(not_float))
+
+
+DIMENSION_LIMITS: dict[str, int] = {
+    "hidden_size": 1 << 16,
+    "intermediate_size": 1 << 19,
+    "num_hidden_layers": 1 << 10,
+    "num_attention_heads": 1 << 10,
+    "num_key_value_heads": 1 << 10,
+    "head_dim": 1 << 10,
+    "vocab_size": 1 << 22,
+    "max_position_embeddings": 1 << 22,
+}
+"""Sane upper bounds (far above any SN29 model) checked on a miner's config before anything is built."""
+
+
+def bounded_shape(config: dict[str, Any]) -> Shape:
+    """:meth:`Shape.from_config` for untrusted configs: every dimension a plain integer within
+    :data:`DIMENSION_LIMITS`, so that arithmetic on it (parameter counts, tensor tables) stays cheap."""
+    for key, limit in DIMENSION_LIMITS.items():
+        value = config.get(key)
+        if value is None and key in ("num_key_value_heads", "head_dim", "max_position_embeddings"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        if not 1 <= value <= limit:
+            raise ValueError(f"{key} {value} is outside 1..{limit:,}")
+    return Shape.from_config(config)

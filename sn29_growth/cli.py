@@ -17,6 +17,7 @@ COMMANDS = (
     "demo",
     "params",
     "convert",
+    "check",
     "evaluate",
     "train",
     "grow",

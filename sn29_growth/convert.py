@@ -18,7 +18,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sn29_growth.atomic import atomic_directory, atomic_write_json
+from sn29_growth.atomic import atomic_directory
+from sn29_growth.checkpoint import write_config
 from sn29_growth.loading import ModelLoadError, check_norm_divisor, read_config, safetensors_files
 from sn29_growth.norm import validate_norm_divisor
 
@@ -68,7 +69,7 @@ def _rewrite(src: Path, dst: Path, factor: float, config: dict) -> tuple[int, fl
             continue
         if item.is_file():
             shutil.copy2(item, dst / item.name)
-    atomic_write_json(dst / "config.json", config)
+    write_config(dst, config)
     return count, worst, dtype
 
 

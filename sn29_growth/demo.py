@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sn29_growth.checkpoint import save_model
 from sn29_growth.corpus import load_corpus
 from sn29_growth.lm import corpus_loss, encode
 from sn29_growth.loading import load_model
@@ -83,8 +84,7 @@ def build_base_models(out_dir: Path, seed: int = 0) -> dict[str, Path]:
         path = out_dir / f"base-{family}"
         if not (path / "config.json").exists():
             model = build_tiny(variant, seed=seed)
-            model.save_pretrained(path)
-            tokenizer.save_pretrained(path)
+            save_model(model, path, tokenizer=tokenizer)
         paths[family] = path
     return paths
 

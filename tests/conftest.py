@@ -15,6 +15,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from sn29_growth.checkpoint import save_model  # noqa: E402
+
 # One intra-op thread: tiny models gain nothing from more, and contended OpenMP threads (a test's
 # subprocesses, a busy CI box) were measured 5-30x slower than one.
 torch.set_num_threads(1)
@@ -48,8 +50,7 @@ def save_tiny(tmp_path, tokenizer):
 
     def _save(model, name="model"):
         path = tmp_path / name
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
+        save_model(model, path, tokenizer=tokenizer)
         return path
 
     return _save

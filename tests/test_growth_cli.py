@@ -74,7 +74,7 @@ def test_bf16_source_and_dtype_cast(save_tiny, tmp_path, capsys):
     f32 = save_tiny(tiny("llama-mha"), "f32")
     cast = _grow_json(capsys, f32, tmp_path / "c", "--intermediate-size", 192, "--dtype", "bf16", "--verify")
     assert cast["plan"]["dtype"] == "bfloat16" and cast["ok"]
-    assert json.loads((tmp_path / "c" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["torch_dtype"] == "bfloat16"
 
 
 def test_recipe_runs_several_steps(save_tiny, tmp_path, capsys):
@@ -246,12 +246,12 @@ def test_recipe_new_slices_match_the_growth_masks(save_tiny, tmp_path, capsys):
     from sn29_growth.train.recipe import build_masks, read_new_slices
 
     src = save_tiny(tiny("llama-tied"))
-    flags = ["--hidden-size", 96, "--num-attention-heads", 8, "--num-key-value-heads", 4, "--num-layers", 3]
+    flags = ["--hidden-size", 128, "--num-attention-heads", 8, "--num-key-value-heads", 4, "--num-layers", 3]
     _grow_json(capsys, src, tmp_path / "out", *flags, "--vocab-size", 1040)
     model = load_model(tmp_path / "out")
     masks = build_masks(model, read_new_slices(tmp_path / "out"))  # what training will re-warm
     step = GrowthStep(
-        hidden_size=96, num_attention_heads=8, num_key_value_heads=4, num_hidden_layers=3, vocab_size=1040
+        hidden_size=128, num_attention_heads=8, num_key_value_heads=4, num_hidden_layers=3, vocab_size=1040
     )
     plan = resolve_plan(GrowthSpec((step,)), json.loads((src / "config.json").read_text()))
     expected = {n: m.dense() for n, m in new_masks(plan).items() if m.any}

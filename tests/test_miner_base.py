@@ -6,6 +6,7 @@ import pytest
 from validator_fakes import COMPETITIONS, hotkey, publish
 
 from sn29_growth.chain.commitment import ModelCommitment
+from sn29_growth.checkpoint import save_model
 from sn29_growth.eval.competitions import parse_competitions
 from sn29_growth.hub.local import LocalHubClient
 from sn29_growth.hub.store import DiskBudget, ModelStore
@@ -30,8 +31,7 @@ def models(tmp_path_factory):
         "b": build_tiny("llama-gqa", seed=1),
         "big": build_tiny("llama-gqa", seed=0, num_hidden_layers=12),
     }.items():
-        model.save_pretrained(root / name)
-        tok.save_pretrained(root / name)
+        save_model(model, root / name, tokenizer=tok)
         out[name] = root / name
     return out
 

@@ -11,6 +11,7 @@ import pytest
 from validator_fakes import COMPETITIONS
 
 from sn29_growth.chain.commitment import ModelCommitment, content_hash
+from sn29_growth.checkpoint import save_model
 from sn29_growth.hub.local import LocalHub
 from sn29_growth.miner.cli import build_clients, build_parser, config_from_args, main
 from sn29_growth.miner.offline import FileChain, offline_hotkey
@@ -137,8 +138,7 @@ def test_offline_run_end_to_end_and_resume(tmp_path, capsys):
     from sn29_growth.tokenizer import embedded_tokenizer
 
     base = tmp_path / "base"
-    trained_tiny(steps=4).save_pretrained(base)
-    embedded_tokenizer().save_pretrained(base)
+    save_model(trained_tiny(steps=4), base, tokenizer=embedded_tokenizer())
     comps = tmp_path / "competitions.json"
     comps.write_text(json.dumps(COMPETITIONS))
     argv = [

@@ -16,6 +16,7 @@ from fake_substrate import NETUID
 from validator_fakes import COMPETITIONS, in_process_evaluate, trained_tiny
 
 from sn29_growth.chain.commitment import ModelCommitment, content_hash
+from sn29_growth.checkpoint import save_model
 from sn29_growth.eval.competitions import CompetitionsSource
 from sn29_growth.hub.local import LocalHubClient, add_commit
 from sn29_growth.hub.store import DiskBudget, ModelStore
@@ -50,8 +51,7 @@ def subnet(tmp_path, fake_chain, make_wallet, chain_client):
     fake_chain.register_wallet(NETUID, validator, stake_rao=10**12, validator_permit=True)
 
     base = tmp_path / "alice-base"
-    trained_tiny(steps=20).save_pretrained(base)
-    embedded_tokenizer().save_pretrained(base)
+    save_model(trained_tiny(steps=20), base, tokenizer=embedded_tokenizer())
     hub_root = tmp_path / "hub"
     commit = add_commit(hub_root, "alice/base", {p.name: p.read_bytes() for p in base.iterdir()})
     alice_key = alice.hotkey.ss58_address

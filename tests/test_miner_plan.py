@@ -8,6 +8,7 @@ import json
 import pytest
 from validator_fakes import COMPETITIONS
 
+from sn29_growth.checkpoint import save_model
 from sn29_growth.eval.competitions import parse_competitions
 from sn29_growth.growth.planner import count_params
 from sn29_growth.miner.plan import LimitExceeded, auto_spec, check_within, grow_base, parameter_limit
@@ -21,8 +22,7 @@ def base(tmp_path_factory):
     from sn29_growth.tokenizer import embedded_tokenizer
 
     path = tmp_path_factory.mktemp("plan") / "base"
-    build_tiny("llama-gqa", seed=0, init_std=0.1).save_pretrained(path)
-    embedded_tokenizer().save_pretrained(path)
+    save_model(build_tiny("llama-gqa", seed=0, init_std=0.1), path, tokenizer=embedded_tokenizer())
     return path
 
 

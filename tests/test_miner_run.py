@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from validator_fakes import COMPETITIONS
 
+from sn29_growth.checkpoint import save_model
 from sn29_growth.miner import MinerConfig, run_miner
 from sn29_growth.miner.offline import offline_clients
 from sn29_growth.miner.run import train_args
@@ -26,8 +27,7 @@ def base(tmp_path_factory):
     from sn29_growth.tokenizer import embedded_tokenizer
 
     path = tmp_path_factory.mktemp("run") / "base"
-    build_tiny("llama-gqa", seed=0).save_pretrained(path)
-    embedded_tokenizer().save_pretrained(path)
+    save_model(build_tiny("llama-gqa", seed=0), path, tokenizer=embedded_tokenizer())
     return path
 
 

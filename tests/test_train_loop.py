@@ -184,7 +184,7 @@ def test_bf16_autocast_and_bf16_output(base, tmp_path):
     losses = [r["loss"] for r in records(tmp_path / "out", "train")]
     assert all(5.0 < x < 8.0 for x in losses)
     assert {v.dtype for v in weights(tmp_path / "out").values()} == {torch.bfloat16}
-    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["torch_dtype"] == "bfloat16"
     ckpt = latest_checkpoint(tmp_path / "out")
     assert {v.dtype for v in weights(ckpt).values()} == {torch.float32}
     assert load_model(tmp_path / "out", dtype=torch.bfloat16) is not None

@@ -83,6 +83,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--hidden-method", choices=HIDDEN_METHODS, default="divisor", help="default: divisor")
     m.add_argument("--init", choices=INITS, default="trainable", help="default: trainable")
     m.add_argument("--noise", type=float, default=None, help="symmetry-breaking noise (clone default 0.01)")
+    m.add_argument(
+        "--allow-off-network-shapes",
+        dest="off_network",
+        action="store_true",
+        help="allow hidden_size != heads x head_dim: the result will NOT load on the network's "
+        "validators (transformers 4.44); for experiments only",
+    )
     m.add_argument("--recipe", metavar="FILE.yaml", help="multi-step growth recipe (instead of target flags)")
     m.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the recipe's)")
     m.add_argument(
@@ -122,21 +129,28 @@ def build_spec(args, source_path=None):
             raise ValueError("--recipe cannot be combined with target flags or --max-params/--max-bytes")
         spec = load_recipe(args.recipe)
         return GrowthSpec(
-            spec.steps, seed=spec.seed if args.seed is None else args.seed, dtype=args.dtype or spec.dtype
+            spec.steps,
+            seed=spec.seed if args.seed is None else args.seed,
+            dtype=args.dtype or spec.dtype,
+            off_network=args.off_network or spec.off_network,
         )
     if planned:
         if targets:
             raise ValueError(
                 f"--max-params/--max-bytes choose every size; drop {', '.join(f for f, d in TARGET_FLAGS if d in targets)}"
             )
-        option = plan_for(source_path, args.max_params, args.max_bytes, args.dtype, args.hidden_method)
+        option = plan_for(
+            source_path, args.max_params, args.max_bytes, args.dtype, args.hidden_method, args.off_network
+        )
         targets = option.targets()
     if not targets:
         raise ValueError("nothing to grow: give target flags (--hidden-size ...), --max-params or --recipe")
-    return GrowthSpec((GrowthStep(**targets, **method),), seed=args.seed or 0, dtype=args.dtype)
+    return GrowthSpec(
+        (GrowthStep(**targets, **method),), seed=args.seed or 0, dtype=args.dtype, off_network=args.off_network
+    )
 
 
-def plan_for(source_path, max_params, max_bytes, dtype, hidden_method="divisor"):
+def plan_for(source_path, max_params, max_bytes, dtype, hidden_method="divisor", off_network=False):
     from sn29_growth.arch import Shape
     from sn29_growth.growth.plan import config_dtype
     from sn29_growth.growth.planner import effective_limit, plan_options, recommended
@@ -146,7 +160,8 @@ def plan_for(source_path, max_params, max_bytes, dtype, hidden_method="divisor")
     config = read_config(source_path)
     out_dtype = normalize_dtype(dtype) or config_dtype(config) or "bfloat16"
     limit = effective_limit(max_params, max_bytes, 4 if out_dtype == "float32" else 2)
-    return recommended(plan_options(Shape.from_config(config), limit, clone_only=hidden_method == "clone"))
+    shape = Shape.from_config(config)
+    return recommended(plan_options(shape, limit, clone_only=hidden_method == "clone", off_network=off_network))
 
 
 def _print_human(report) -> None:
@@ -177,6 +192,13 @@ def _print_human(report) -> None:
         )
         for s in report.probe.stuck[:10]:
             print(f"    {s}")
+    if report.network:
+        verdict = "loads and scores alike" if report.network.ok else "NOT network-compatible"
+        print(f"  network (transformers 4.44 validators): {verdict}")
+        for finding in report.network.findings:
+            print(f"    {finding.format()}")
+    if report.plan.spec.off_network and report.network and not report.network.ok:
+        print("  warning: --allow-off-network-shapes: this model will not load on the network's validators")
 
 
 def run(args) -> int:

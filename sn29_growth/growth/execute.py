@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sn29_growth.arch import IGNORED_TENSORS, UnsupportedArchitecture
+from sn29_growth.arch import IGNORED_TENSORS, UnsupportedArchitecture, compare_tensors
 from sn29_growth.atomic import atomic_directory, atomic_write_json, atomic_write_text
+from sn29_growth.checkpoint import GENERATION_CONFIG_FILE, RECIPE_FILE, write_config
 from sn29_growth.growth.card import model_card
 from sn29_growth.growth.engine import grow_tensor, new_masks, new_slices
 from sn29_growth.growth.plan import GrowthPlan, resolve_plan
@@ -33,14 +34,14 @@ from sn29_growth.growth.verify import (
     probe_trainability,
     tokenizer_for,
 )
-from sn29_growth.hub.policy import TOKENIZER_FILES
 from sn29_growth.io import CheckpointError, PlannedTensor, ShardedCheckpoint, ShardWriter
+from sn29_growth.network.rules import NetworkCheck, check_model
+from sn29_growth.network.tokenizer import extend_tokenizer_files
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
-EXTRA_FILES = ("generation_config.json",)
-RECIPE_NAME = "growth_recipe.json"
+EXTRA_FILES = (GENERATION_CONFIG_FILE,)
 RECIPE_FORMAT = "sn29-growth-recipe/1"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -72,12 +73,17 @@ class GrowthReport:
     seconds: float = 0.0
     verification: Verification | None = None
     probe: ProbeResult | None = None
+    network: NetworkCheck | None = None  # what the network's stack would make of the output
+    network_enforced: bool = False  # --verify: a network problem fails the growth
     tokenizer_added: int = 0
 
     @property
     def ok(self) -> bool:
-        return (self.verification is None or self.verification.ok) and (
-            self.probe is None or self.probe.ok or not _all_trainable(self.plan)
+        network_ok = self.network is None or self.network.ok or not self.network_enforced
+        return (
+            (self.verification is None or self.verification.ok)
+            and (self.probe is None or self.probe.ok or not _all_trainable(self.plan))
+            and network_ok
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +104,7 @@ class GrowthReport:
             "tokenizer_tokens_added": self.tokenizer_added,
             "verification": self.verification.to_dict() if self.verification else None,
             "probe": self.probe.to_dict() if self.probe else None,
+            "network": self.network.to_dict() if self.network else None,
         }
 
 
@@ -122,35 +129,25 @@ def resolve_source(src: str | os.PathLike) -> SourceInfo:
 
 def _check_tensors(ckpt: ShardedCheckpoint, plan: GrowthPlan) -> list[str]:
     """Validate the source tensors against the config; return the names that are dropped."""
-    expected = plan.arch.expected_shapes(plan.source)
-    dropped = []
-    for name, info in ckpt.infos.items():
-        if IGNORED_TENSORS.search(name):
-            dropped.append(name)
-            continue
-        if name == "lm_head.weight" and plan.source.tie_word_embeddings:
-            dropped.append(name)
-            continue
-        if name not in expected:
-            try:
-                plan.arch.lookup(name)
-            except KeyError:
-                raise UnsupportedArchitecture(
-                    f"{info.file}: tensor {name!r} is not part of a {plan.arch.class_name}"
-                ) from None
-            raise CheckpointError(f"{info.file}: tensor {name!r} does not fit the config (too many layers?)")
-        if info.shape != expected[name]:
-            raise CheckpointError(
-                f"{info.file}: tensor {name!r} has shape {list(info.shape)}, config.json implies {list(expected[name])}"
-            )
-        if not info.torch_dtype.is_floating_point:
-            raise CheckpointError(f"{info.file}: tensor {name!r} has non-float dtype {info.dtype}")
-    missing = [n for n in expected if n not in ckpt.infos]
-    if missing:
+    table = compare_tensors({n: (i.shape, i.dtype) for n, i in ckpt.infos.items()}, plan.source)
+    for name in table.unexpected:
+        try:
+            plan.arch.lookup(name)
+        except KeyError:
+            raise UnsupportedArchitecture(
+                f"{ckpt.infos[name].file}: tensor {name!r} is not part of a {plan.arch.class_name}"
+            ) from None
         raise CheckpointError(
-            f"{ckpt.directory}: {len(missing)} tensor(s) missing from the shards, e.g. {missing[0]!r}"
+            f"{ckpt.infos[name].file}: tensor {name!r} does not fit the config (too many layers?)"
         )
-    return dropped
+    if table.wrong_shape or table.not_float:
+        name = (table.wrong_shape or table.not_float)[0][0]
+        raise CheckpointError(f"{ckpt.infos[name].file}: {table.problem()}")
+    if table.missing:
+        raise CheckpointError(
+            f"{ckpt.directory}: {len(table.missing)} tensor(s) missing from the shards, e.g. {table.missing[0]!r}"
+        )
+    return list(table.dropped)
 
 
 def output_table(ckpt: ShardedCheckpoint, plan: GrowthPlan) -> list[PlannedTensor]:
@@ -169,34 +166,18 @@ def output_table(ckpt: ShardedCheckpoint, plan: GrowthPlan) -> list[PlannedTenso
 
 
 def extend_tokenizer(src: Path, dst: Path, old_vocab: int, new_vocab: int) -> int:
-    """Copy the tokenizer files; when the vocabulary grows past the tokenizer, add placeholder tokens.
+    """Copy the tokenizer files, adding ``<|extra_i|>`` tokens when the vocabulary grows past them.
 
-    A tokenizer of exactly ``old_vocab`` tokens gets ``<|extra_i|>`` special tokens for ids ``old_vocab
-    .. new_vocab-1`` (never produced by normal text). A tokenizer already smaller than the embedding
-    (padded rows) is left as it is. Returns the number of tokens added.
+    The files are extended in place (:func:`~sn29_growth.network.tokenizer.extend_tokenizer_files`,
+    in the network's format) and then loaded back to check the tokenizer has ``new_vocab`` ids.
     """
-    present = [n for n in TOKENIZER_FILES if (src / n).is_file()]
-    for n in present:
-        shutil.copy2(src / n, dst / n)
-    if new_vocab <= old_vocab or not present:
-        if new_vocab > old_vocab:
-            log.warning("%s has no tokenizer files; the grown vocabulary has no tokens to extend", src)
-        return 0
-    from transformers import AutoTokenizer
-    from transformers.tokenization_utils_base import AddedToken
+    added = extend_tokenizer_files(src, dst, old_vocab, new_vocab)
+    if added:
+        from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(src))
-    size = len(tok)
-    if size != old_vocab:
-        log.info("tokenizer has %d tokens for %d embedding rows: left unchanged", size, old_vocab)
-        return 0
-    new = [AddedToken(f"<|extra_{i}|>", special=True, normalized=False) for i in range(old_vocab, new_vocab)]
-    added = tok.add_tokens(new, special_tokens=True)
-    if len(tok) != new_vocab:
-        raise ValueError(
-            f"--vocab-size: could not extend the tokenizer to {new_vocab} tokens (got {len(tok)})"
-        )
-    tok.save_pretrained(str(dst))
+        size = len(AutoTokenizer.from_pretrained(str(dst), trust_remote_code=False))
+        if size != new_vocab:
+            raise ValueError(f"--vocab-size: could not extend the tokenizer to {new_vocab} tokens (got {size})")
     return added
 
 
@@ -253,7 +234,8 @@ def grow_checkpoint(
 ) -> GrowthReport:
     """Grow the checkpoint ``src`` (directory or Hub ref) into the new directory ``dst``.
 
-    ``verify`` compares source and result on the embedded corpus (fp32 and the output dtype); ``probe``
+    ``verify`` compares source and result on the embedded corpus (fp32 and the output dtype) and requires
+    the output to pass the network-compatibility rules (``sn29 check``) unless ``spec.off_network``; ``probe``
     runs two training steps and lists new parameters that cannot train. Raises
     :class:`GrowthVerificationError` (leaving nothing at ``dst``) when either fails.
     """
@@ -287,13 +269,17 @@ def grow_checkpoint(
     )
     with atomic_directory(dst, overwrite=overwrite) as tmp:
         report.files, report.bytes_written = _write_weights(ckpt, plan, tmp, max_shard_bytes)
-        atomic_write_json(tmp / "config.json", plan.output_config())
+        write_config(tmp, plan.output_config())
         for name in EXTRA_FILES:
             if (source.path / name).is_file():
                 shutil.copy2(source.path / name, tmp / name)
         report.tokenizer_added = extend_tokenizer(
             source.path, tmp, plan.source.vocab_size, plan.target.vocab_size
         )
+        report.network = check_model(tmp)
+        report.network_enforced = verify and not spec.off_network
+        for finding in report.network.findings:
+            log.warning("network check of the output: %s", finding.format())
         if verify:
             from sn29_growth.growth.verify import verify_growth
 
@@ -309,10 +295,13 @@ def grow_checkpoint(
             del model
         report.seconds = time.perf_counter() - t0
         if not report.ok:
-            raise GrowthVerificationError(f"verification of {dst} failed; nothing was written", report)
-        atomic_write_json(tmp / "growth_recipe.json", recipe_document(report))
+            why = "verification"
+            if report.network_enforced and report.network and not report.network.ok:
+                why = f"the network check ({report.network.errors[0].format()})"
+            raise GrowthVerificationError(f"{why} of {dst} failed; nothing was written", report)
+        atomic_write_json(tmp / RECIPE_FILE, recipe_document(report))
         atomic_write_text(tmp / "README.md", model_card(report))
-        report.files += ["config.json", "growth_recipe.json", "README.md"]
+        report.files += ["config.json", RECIPE_FILE, "README.md"]
     report.seconds = time.perf_counter() - t0
     log.info("wrote %s in %.1fs", dst, report.seconds)
     return report

@@ -201,8 +201,23 @@ def layer_sources(
     return tuple(out)
 
 
-def resolve_step(step: GrowthStep, before: Shape, index: int, config: dict[str, Any]) -> StepPlan:
-    """Validate ``step`` against ``before`` and work out every shape and map; GrowthError names the flag."""
+OFF_NETWORK_FLAG = "--allow-off-network-shapes"
+
+
+def network_heads(hidden_size: int, head_dim: int) -> int | None:
+    """The query heads that make ``hidden_size == heads × head_dim`` (what transformers 4.44 assumes)."""
+    return hidden_size // head_dim if hidden_size % head_dim == 0 else None
+
+
+def resolve_step(
+    step: GrowthStep, before: Shape, index: int, config: dict[str, Any], off_network: bool = False
+) -> StepPlan:
+    """Validate ``step`` against ``before`` and work out every shape and map; GrowthError names the flag.
+
+    Unless ``off_network``, the target keeps ``hidden_size == num_attention_heads × head_dim``, the only
+    shape the network's transformers (4.44) loads: when the hidden size grows and no head count is
+    given, new query heads are added (inside their kv groups) to match.
+    """
     t = step.targets()
     for key, value in t.items():
         old = getattr(before, key)
@@ -229,10 +244,15 @@ def resolve_step(step: GrowthStep, before: Shape, index: int, config: dict[str, 
                 )
         clone_inter = t.get("intermediate_size", 0) >= clone * before.intermediate_size
     h2 = t.get("num_attention_heads", heads)
+    auto_heads = "num_attention_heads" not in t and not off_network and d2 != before.hidden_size and clone == 1
+    if auto_heads:
+        h2 = max(heads, network_heads(d2, hd) or heads)
     if "num_key_value_heads" in t:
         k2 = t["num_key_value_heads"]
     elif h2 % kv == 0:
         k2 = kv
+    elif auto_heads and h2 % (heads // kv) == 0:
+        k2 = h2 // (heads // kv)  # the added heads need kv heads of their own: the group size is kept
     else:
         raise GrowthError(
             f"--num-attention-heads {h2} is not a multiple of the {kv} kv heads; "
@@ -258,6 +278,14 @@ def resolve_step(step: GrowthStep, before: Shape, index: int, config: dict[str, 
         raise GrowthError(
             f"--num-attention-heads {h2}: Phi3 rope factors are validated against hidden/heads, so "
             f"--hidden-size/--num-attention-heads must stay {before.hidden_size // before.num_attention_heads}"
+        )
+    if not off_network and d2 != h2 * hd:
+        want = network_heads(d2, hd)
+        hint = f"--num-attention-heads {want}" if want else f"a --hidden-size that is a multiple of {hd}"
+        raise GrowthError(
+            f"hidden_size {d2} with {h2} heads of head_dim {hd} ({h2 * hd}): the network's transformers "
+            f"(4.44) computes head_dim = hidden_size / num_attention_heads and could not load it; use "
+            f"{hint}, or {OFF_NETWORK_FLAG} to write it anyway"
         )
     group, group2 = heads // kv, h2 // k2
     kv_repeat = 1
@@ -383,7 +411,7 @@ def resolve_plan(spec: GrowthSpec, config: dict[str, Any], source_dtype: str | N
     arch = architecture_for(shape.model_type)
     steps = []
     for i, step in enumerate(spec.steps):
-        sp = resolve_step(step, shape, i, config)
+        sp = resolve_step(step, shape, i, config, off_network=spec.off_network)
         steps.append(sp)
         shape = sp.after
     src_dtype = normalize_dtype(source_dtype) if source_dtype else config_dtype(config)

@@ -83,12 +83,24 @@ def effective_limit(max_params: int | None, max_bytes: int | None, bytes_per_par
     return min(limits)
 
 
-def hidden_candidates(src: Shape, clone_only: bool = False) -> list[tuple[int, int, int]]:
-    """``(hidden, heads, kv_heads)`` options: whole heads at the source's ratio, groups kept."""
-    ratio = src.num_attention_heads * src.head_dim / src.hidden_size
+def hidden_candidates(
+    src: Shape, clone_only: bool = False, off_network: bool = False
+) -> list[tuple[int, int, int]]:
+    """``(hidden, heads, kv_heads)`` options: whole heads, groups kept, ``hidden = heads × head_dim``.
+
+    ``off_network`` keeps the source's heads·head_dim/hidden ratio instead (a ratio other than 1 is a
+    shape the network's transformers 4.44 cannot load).
+    """
+    ratio = src.num_attention_heads * src.head_dim / src.hidden_size if off_network else 1.0
     group = src.group_size
-    out = [(src.hidden_size, src.num_attention_heads, src.num_key_value_heads)]
+    heads0 = src.num_attention_heads if off_network else src.hidden_size // src.head_dim
+    out = []
+    exact = heads0 * src.head_dim == round(ratio * src.hidden_size)
+    if exact and heads0 >= src.num_attention_heads and heads0 % group == 0:  # else no shape keeps this width
+        out.append((src.hidden_size, heads0, heads0 // group))
     if clone_only:
+        if heads0 != src.num_attention_heads:
+            return []  # cloning tiles the source's heads: it cannot also add the missing ones
         for n in range(2, int(MAX_FACTOR) + 1):
             out.append((src.hidden_size * n, src.num_attention_heads * n, src.num_key_value_heads * n))
         return out
@@ -120,8 +132,13 @@ def _fill_mlp(shape: Shape, limit: int, lo: int, hi: int) -> Shape | None:
     return shape.replace(intermediate_size=best)
 
 
-def plan_options(src: Shape, limit: int, *, clone_only: bool = False) -> list[PlanOption]:
-    """Options that grow ``src`` to at most ``limit`` parameters, best (recommended) first."""
+def plan_options(
+    src: Shape, limit: int, *, clone_only: bool = False, off_network: bool = False
+) -> list[PlanOption]:
+    """Options that grow ``src`` to at most ``limit`` parameters, best (recommended) first.
+
+    Every option has ``hidden_size == num_attention_heads × head_dim`` unless ``off_network``.
+    """
     if count_params(src) > limit:
         raise ValueError(
             f"the source already has {count_params(src):,} parameters, above the limit {limit:,}"
@@ -129,7 +146,7 @@ def plan_options(src: Shape, limit: int, *, clone_only: bool = False) -> list[Pl
     src_ratio = src.intermediate_size / src.hidden_size
     found: dict[str, list[tuple[float, PlanOption]]] = {"balanced": [], "wider": [], "deeper": [], "mlp": []}
     max_layers = int(src.num_hidden_layers * MAX_FACTOR)
-    for d, heads, kv in hidden_candidates(src, clone_only):
+    for d, heads, kv in hidden_candidates(src, clone_only, off_network):
         width = d / src.hidden_size
         for layers in range(src.num_hidden_layers, max_layers + 1):
             shape = src.replace(

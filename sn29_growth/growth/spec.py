@@ -126,6 +126,7 @@ class GrowthSpec:
     steps: tuple[GrowthStep, ...]
     seed: int = 0
     dtype: str | None = None
+    off_network: bool = False  # allow shapes the network's transformers 4.44 cannot load
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -134,18 +135,22 @@ class GrowthSpec:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         object.__setattr__(self, "dtype", normalize_dtype(self.dtype))
         object.__setattr__(self, "steps", tuple(self.steps))
+        if not isinstance(self.off_network, bool):
+            raise ValueError(f"off_network must be true or false, got {self.off_network!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"seed": self.seed, "steps": [s.to_dict() for s in self.steps]}
         if self.dtype:
             d["dtype"] = self.dtype
+        if self.off_network:
+            d["off_network"] = True
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GrowthSpec:
         if not isinstance(data, dict):
             raise ValueError("a growth recipe must be a mapping with a 'steps' list")
-        unknown = set(data) - {"steps", "seed", "dtype", "defaults"}
+        unknown = set(data) - {"steps", "seed", "dtype", "defaults", "off_network"}
         if unknown:
             raise ValueError(f"unknown growth recipe key(s): {', '.join(sorted(unknown))}")
         steps = data.get("steps")
@@ -156,6 +161,7 @@ class GrowthSpec:
             steps=tuple(GrowthStep.from_dict({**defaults, **s}) for s in steps),
             seed=data.get("seed", 0),
             dtype=data.get("dtype"),
+            off_network=data.get("off_network", False),
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from sn29_growth.arch import Shape, architecture_for
-from sn29_growth.atomic import atomic_write_json
+from sn29_growth.checkpoint import write_config
 from sn29_growth.growth import ops
 from sn29_growth.io import PlannedTensor, ShardWriter
 
@@ -69,5 +69,5 @@ def write_random_checkpoint(
         writer.write(name, t)
         del t
     writer.close()
-    atomic_write_json(directory / "config.json", dict(config, dtype=str(dtype).removeprefix("torch.")))
+    write_config(directory, dict(config, dtype=str(dtype).removeprefix("torch.")))
     return directory

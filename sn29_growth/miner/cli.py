@@ -239,4 +239,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"miner: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format(), flush=True)
+    if report.status == "not-network-compatible":
+        return 2
     return 0 if report.status in ("published", "dry-run") else 1

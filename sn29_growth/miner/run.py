@@ -40,6 +40,7 @@ from sn29_growth.miner.config import MinerConfig
 from sn29_growth.miner.plan import Growth, grow_base
 from sn29_growth.miner.publish import Published, publish
 from sn29_growth.miner.wins import Opponent, Verdict, would_win
+from sn29_growth.network.rules import check_model
 from sn29_growth.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,9 @@ class MinerReport:
     """What one run did.
 
     ``status``: ``published``; ``not-winning`` (not uploaded); ``dry-run`` (upload ``never``); ``stopped``
-    (training stopped early by ``stop_after``; rerun to resume); ``failed`` (only in a ``report.json``
-    left by a run that raised).
+    (training stopped early by ``stop_after``; rerun to resume); ``not-network-compatible`` (the files
+    would not load or score alike on the network's validators: never uploaded); ``failed`` (only in a
+    ``report.json`` left by a run that raised).
     """
 
     status: str
@@ -83,6 +85,7 @@ class MinerReport:
     growth: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)
     published: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     message: str = ""
@@ -112,6 +115,8 @@ class MinerReport:
             lines.append(f"  verdict   {'wins' if v.get('wins') else 'does not win'}: {v.get('reason')}")
             if means:
                 lines.append(f"            mean summed loss per sample ({v.get('dataset')}): {means}")
+        for finding in self.network.get("findings", []):
+            lines.append(f"  network   {finding['severity']}: {finding['file']}: {finding['message']}")
         if self.published:
             lines.append(f"  published {self.published.get('commitment')}")
         if self.message:
@@ -342,6 +347,10 @@ def _run(
 
     t = time.monotonic()
     upload_dir = stage_upload(candidate, run_dir / "upload")
+    network = check_model(upload_dir)
+    report.network = network.to_dict()
+    for finding in network.findings:
+        log.warning("network check of %s: %s", upload_dir, finding.format())
     block = clients.chain.current_block()
     verdict: Verdict = would_win(
         upload_dir,
@@ -363,6 +372,10 @@ def _run(
     if config.upload == "never" or (not verdict.wins and config.upload != "always"):
         report.status = "dry-run" if config.upload == "never" else "not-winning"
         report.message = "not uploaded" + ("" if verdict.wins else f": {verdict.reason}")
+        return
+    if not network.ok:  # even --force-upload: a model the network cannot load or scores otherwise
+        report.status = "not-network-compatible"
+        report.message = "not uploaded: " + "; ".join(f.format() for f in network.errors)
         return
 
     t = time.monotonic()

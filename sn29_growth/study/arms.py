@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from sn29_growth.atomic import atomic_write_bytes
+from sn29_growth.checkpoint import save_model
 from sn29_growth.growth.execute import grow_checkpoint
 from sn29_growth.growth.plan import GrowthPlan
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep
@@ -39,8 +40,7 @@ class Prepared:
 
 def save_tiny(model: torch.nn.Module, path: Path) -> Path:
     """Save a model with the embedded tokenizer (the study's checkpoint format)."""
-    model.save_pretrained(path)
-    embedded_tokenizer().save_pretrained(path)
+    save_model(model, path, tokenizer=embedded_tokenizer())
     return path
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from sn29_growth.atomic import atomic_directory, atomic_write_json
-from sn29_growth.hub.policy import TOKENIZER_FILES
+from sn29_growth.checkpoint import TOKENIZER_FILES, save_model
 from sn29_growth.train.data import DataPosition
 from sn29_growth.train.distributed import (
     DistContext,
@@ -138,16 +138,9 @@ def save_model_files(
     directory: Path,
     dtype: torch.dtype | None = None,
 ) -> None:
-    """``save_pretrained`` of ``state_dict`` (cast to ``dtype`` when given; config records the dtype)."""
-    if dtype is not None:
-        state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    """The model files of ``state_dict`` (cast to ``dtype`` when given), config in the network's format."""
     with quiet_hf_progress():
-        model.save_pretrained(directory, state_dict=state_dict)
-    if dtype is not None:
-        cfg_path = directory / "config.json"
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        cfg["dtype"] = str(dtype).removeprefix("torch.")
-        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_model(model, directory, state_dict=state_dict, dtype=dtype)
 
 
 def save_checkpoint(

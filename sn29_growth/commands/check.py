@@ -1,0 +1,53 @@
+"""``sn29 check MODEL...``: will the network's validators load and score these models as we do?"""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "check",
+        help="check a model folder against what the network's stack (transformers 4.44) loads",
+        description=(
+            "Apply the network-compatibility rules to model folders (or org/name[@revision] Hub models, of "
+            "which only config and tokenizer files are fetched): config keys that transformers 4.44 reads "
+            "differently, hidden_size = heads x head_dim, RoPE scaling types, tokenizer class and "
+            "tokenizer.json format. Exit status 0 when every model passes, 1 when one has an error."
+        ),
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directory or org/name[@revision]")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.set_defaults(func=run)
+
+
+def _folder(spec: str):
+    from pathlib import Path
+
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return local
+    if local.exists():
+        raise ValueError(f"{spec}: not a directory")
+    from huggingface_hub import constants
+
+    from sn29_growth.checkpoint import CONFIG_FILE, TOKENIZER_FILES
+    from sn29_growth.hub.hf_client import HfHubClient
+    from sn29_growth.hub.store import ModelRef
+
+    ref = ModelRef.parse(spec)
+    hub = HfHubClient()
+    commit = hub.resolve_revision(ref.repo_id, ref.revision)
+    patterns = (CONFIG_FILE, *TOKENIZER_FILES)
+    return Path(hub.download(ref.repo_id, commit, cache_dir=Path(constants.HF_HUB_CACHE), allow_patterns=patterns))
+
+
+def run(args) -> int:
+    from sn29_growth.network.rules import check_model
+
+    results = [check_model(_folder(m)) for m in args.models]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print("\n".join(r.format() for r in results))
+    return 0 if all(r.ok for r in results) else 1
