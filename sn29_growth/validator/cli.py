@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sn29_growth.logs import setup_logging
 from sn29_growth.validator.config import DEFAULT_WEIGHTS_INTERVAL_BLOCKS, VERSION_KEY, ValidatorConfig
+from sn29_growth.validator.lock import ValidatorLock, ValidatorLocked
 
 log = logging.getLogger("sn29_growth.validator")
 
@@ -142,16 +143,38 @@ def build_clients(config: ValidatorConfig, args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the validator; the exit code says how it went (errors are one line on stderr, no traceback).
+
+    0: at least one step completed, or no ``--steps`` limit; 1: every step of ``--steps N`` failed;
+    2: bad flags, or the model directory is locked by another validator.
+    """
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from sn29_growth.validator.runner import run
-
     try:
         config = config_from_args(args)
+    except ValueError as e:
+        return _error(str(e))
+    lock = ValidatorLock(config.model_dir)
+    try:
+        lock.acquire()  # before anything reads or cleans the model directory
+    except ValidatorLocked as e:
+        return _error(str(e))
+    except OSError as e:
+        return _error(f"cannot lock {lock.path}: {e}")
+    try:
+        return _run(config, args, lock)
+    finally:
+        lock.release()
+
+
+def _run(config: ValidatorConfig, args: argparse.Namespace, lock: ValidatorLock) -> int:
+    """Build the clients and run the loop under ``lock`` (held); returns the exit code."""
+    from sn29_growth.validator.runner import run_steps
+
+    try:
         clients = build_clients(config, args)
     except ValueError as e:
-        print(f"validator: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
     reporter = _wandb_reporter(args.wandb_project)
 
     def on_report(report):
@@ -159,8 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         if reporter:
             reporter(report)
 
-    run(config, clients, max_steps=args.steps, on_report=on_report)
+    summary = run_steps(config, clients, max_steps=args.steps, on_report=on_report, lock=lock)
+    if args.steps is not None and summary.all_failed:
+        return _error(f"all {summary.steps_failed} steps failed (see the log above)", code=1)
     return 0
+
+
+def _error(message: str, code: int = 2) -> int:
+    print(f"validator: error: {message}", file=sys.stderr)
+    return code
 
 
 def _wandb_reporter(project: str | None):

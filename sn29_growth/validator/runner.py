@@ -1,4 +1,4 @@
-"""The validator's outer loop: load state, step, persist atomically, repeat — and never stop on a bad step."""
+"""The validator's outer loop: lock, load state, step, persist atomically, repeat — never stop on a bad step."""
 
 from __future__ import annotations
 
@@ -7,19 +7,39 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sn29_growth.validator.config import ValidatorConfig
+from sn29_growth.validator.lock import ValidatorLock, ValidatorLocked
 from sn29_growth.validator.state import StateError, ValidatorState, load_state, save_state
 from sn29_growth.validator.step import Clients, StepReport, step
 
+__all__ = ["RunSummary", "ValidatorLocked", "open_state", "run", "run_steps"]
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended: the last saved state and how many steps completed or failed (and were rolled back)."""
+
+    state: ValidatorState
+    steps_ok: int
+    steps_failed: int
+
+    @property
+    def all_failed(self) -> bool:
+        """True when at least one step ran and none completed: the validator did nothing useful."""
+        return self.steps_failed > 0 and self.steps_ok == 0
 
 
 def open_state(path: Path) -> ValidatorState:
     """Load the state; an unreadable file is moved aside (never deleted) and a fresh state begins.
 
     Temporary files of a write that a crash interrupted are removed: the state file itself is whole.
+    Call this only while holding the model directory's :class:`ValidatorLock`: another validator's
+    temporary file would be in-flight, not stale.
     """
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
@@ -39,22 +59,58 @@ def run(
     max_steps: int | None = None,
     on_report: Callable[[StepReport], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    lock: ValidatorLock | None = None,
 ) -> ValidatorState:
-    """Run steps until ``max_steps`` (forever when None). Each completed step is saved before the next."""
-    config.model_dir.mkdir(parents=True, exist_ok=True)
+    """Run steps until ``max_steps`` (forever when None) and return the final state; see :func:`run_steps`."""
+    return run_steps(config, clients, max_steps=max_steps, on_report=on_report, sleep=sleep, lock=lock).state
+
+
+def run_steps(
+    config: ValidatorConfig,
+    clients: Clients,
+    *,
+    max_steps: int | None = None,
+    on_report: Callable[[StepReport], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    lock: ValidatorLock | None = None,
+) -> RunSummary:
+    """Run steps until ``max_steps`` (forever when None). Each completed step is saved before the next.
+
+    The model directory's lock is taken before any state file is touched (raising
+    :class:`ValidatorLocked` if another validator holds it) unless the caller passes ``lock``, already held
+    on ``config.model_dir``. A step that raises, or whose state cannot be saved, is logged, rolled back and
+    counted as failed; the loop carries on.
+    """
+    if lock is not None:
+        if not lock.held or lock.model_dir.resolve() != config.model_dir.resolve():
+            raise ValueError(f"lock must be held on {config.model_dir}, got {lock.path} (held: {lock.held})")
+        return _loop(config, clients, max_steps, on_report, sleep)
+    with ValidatorLock(config.model_dir):
+        return _loop(config, clients, max_steps, on_report, sleep)
+
+
+def _loop(
+    config: ValidatorConfig,
+    clients: Clients,
+    max_steps: int | None,
+    on_report: Callable[[StepReport], None] | None,
+    sleep: Callable[[float], None],
+) -> RunSummary:
     state = open_state(config.state_path)
-    done = 0
-    while max_steps is None or done < max_steps:
+    ok = failed = 0
+    while max_steps is None or ok + failed < max_steps:
         before = copy.deepcopy(state)
         try:
             report = step(state, clients, config)
+            save_state(state, config.state_path)
         except Exception as e:  # a step must never end the validator
             log.exception("step %d failed: %s", state.step, e)
             state = before
-            sleep(min(max(config.step_interval_s, 1.0), 60.0))
-            done += 1
+            failed += 1
+            if max_steps is None or ok + failed < max_steps:
+                sleep(min(max(config.step_interval_s, 1.0), 60.0))
             continue
-        save_state(state, config.state_path)
+        ok += 1
         log.info(
             "step %d done at block %d: %d models, weights %s",
             report.step,
@@ -64,7 +120,6 @@ def run(
         )
         if on_report is not None:
             on_report(report)
-        done += 1
-        if max_steps is None or done < max_steps:
+        if max_steps is None or ok + failed < max_steps:
             sleep(config.step_interval_s)
-    return state
+    return RunSummary(state=state, steps_ok=ok, steps_failed=failed)
