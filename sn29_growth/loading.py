@@ -8,7 +8,7 @@ loading fails instead of computing a silently wrong loss.
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import os
 from pathlib import Path
@@ -30,18 +30,16 @@ class ModelLoadError(RuntimeError):
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw ``config.json`` of a checkpoint directory, checked for remote code."""
-    cfg_path = Path(path) / "config.json"
-    if not cfg_path.is_file():
-        raise ModelLoadError(f"{path}: no config.json")
+    """The raw ``config.json`` of a checkpoint directory (bounded read), checked for remote code."""
+    from sn29_growth.checkpoint import CheckpointFileError
+    from sn29_growth.checkpoint import read_config as read_bounded
+
     try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"{cfg_path}: not valid JSON ({e})") from e
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{cfg_path}: not a JSON object")
+        config = read_bounded(path)
+    except CheckpointFileError as e:
+        raise ModelLoadError(str(e)) from None
     if "auto_map" in config:
-        raise ModelLoadError(f"{cfg_path}: config has auto_map (remote code), which is never executed")
+        raise ModelLoadError(f"{Path(path) / 'config.json'}: config has auto_map (remote code), which is never executed")
     return config
 
 
@@ -88,17 +86,70 @@ def safetensors_files(path: str | os.PathLike) -> list[Path]:
     return sorted(Path(path).glob("*.safetensors"))
 
 
-def load_config(path: str | os.PathLike):
+def config_for_loading(raw: dict[str, Any], where: str, *, network: bool = False) -> dict[str, Any]:
+    """The config dict transformers 5 is given: as the network reads ``raw`` (``network``), else its meaning.
+
+    Evaluation passes ``network=True``: keys transformers 4.44 ignores are ignored here too, so a model
+    scores what live validators score. Our own tools read a source's transformers-5 keys by their
+    meaning (:func:`~sn29_growth.network.config.network_config`).
+    """
+    from sn29_growth.network.config import NetworkFormatError, as_network_reads, network_config
+
+    raw = copy.deepcopy(raw)  # transformers' config classes edit nested dicts (rope_scaling) in place
+    if network:
+        return as_network_reads(raw)
+    try:
+        return network_config(raw)
+    except NetworkFormatError as e:
+        raise ModelLoadError(f"{where}: {e}") from None
+
+
+def load_config(path: str | os.PathLike, *, network: bool = False):
     """The transformers config object of a local checkpoint, through our patched classes."""
     from transformers import AutoConfig
 
     raw = read_config(path)
     check_norm_divisor(raw, str(path))
-    ensure_patched(raw.get("model_type"))
+    model_type = raw.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ModelLoadError(f"{path}: config.json has no model_type")
+    ensure_patched(model_type)
+    fields = {k: v for k, v in config_for_loading(raw, str(path), network=network).items() if k != "model_type"}
     try:
-        return AutoConfig.from_pretrained(str(path), trust_remote_code=False)
+        return AutoConfig.for_model(model_type, **fields)
     except Exception as e:  # strict config validation errors come in several classes
-        raise ModelLoadError(f"{path}: invalid config: {e}") from e
+        raise ModelLoadError(f"{path}: invalid config: {type(e).__name__}: {e}") from e
+
+
+def check_tensor_table(path: str | os.PathLike, raw: dict[str, Any]) -> None:
+    """Every tensor the config implies is in the shards, by name and shape, and nothing else is.
+
+    A missing tensor would be initialised at random (two loads, two losses); an extra one is ignored by
+    transformers. Both are refused, as is a set of shards transformers would read differently.
+    """
+    from sn29_growth.arch import Shape, UnsupportedArchitecture, compare_tensors
+    from sn29_growth.checkpoint import INDEX_FILE
+    from sn29_growth.io import CheckpointError, ShardedCheckpoint
+
+    root = Path(path)
+    if not (root / INDEX_FILE).is_file():
+        names = [p.name for p in safetensors_files(root)]
+        if names != ["model.safetensors"]:
+            raise ModelLoadError(
+                f"{path}: {len(names)} *.safetensors files but no {INDEX_FILE}; transformers would load "
+                f"model.safetensors only"
+            )
+    try:
+        shape = Shape.from_config(raw)
+    except (UnsupportedArchitecture, ValueError) as e:
+        raise ModelLoadError(f"{path}: {e}") from None
+    try:
+        ckpt = ShardedCheckpoint(root)
+    except CheckpointError as e:  # the message names the shard
+        raise ModelLoadError(str(e)) from None
+    table = compare_tensors({n: (i.shape, i.dtype) for n, i in ckpt.infos.items()}, shape)
+    if not table.ok:
+        raise ModelLoadError(f"{path}: weights do not match config.json: {table.problem()}")
 
 
 def load_model(
@@ -108,11 +159,15 @@ def load_model(
     device: str | torch.device | None = "cpu",
     device_map: str | dict | None = None,
     attn_implementation: str | None = None,
+    network: bool = False,
 ) -> torch.nn.Module:
     """Load a causal LM from a local checkpoint directory, safely. Returns it in eval mode.
 
-    ``device_map`` (e.g. ``"auto"``) hands placement to accelerate's big-model inference for models
-    larger than one device; otherwise the model is moved to ``device``.
+    Before any weight is read the shards are checked against the config's tensor table (names,
+    shapes); after loading, the instantiated class must be the patched class of ``model_type`` named
+    by ``architectures``. ``network`` reads the config as the network does (see
+    :func:`config_for_loading`). ``device_map`` (e.g. ``"auto"``) hands placement to accelerate's
+    big-model inference for models larger than one device; otherwise the model is moved to ``device``.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -127,8 +182,10 @@ def load_model(
         pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
         what = f"only pickle weights ({', '.join(pickles)})" if pickles else "no *.safetensors weights"
         raise ModelLoadError(f"{path}: {what}; only safetensors are loaded")
-    config = load_config(path)
     model_type = raw.get("model_type")
+    if model_type in PATCHED_MODEL_TYPES:
+        check_tensor_table(path, raw)
+    config = load_config(path, network=network)
     if divisor is not None and not patched_classes_active(model_type):
         raise ModelLoadError(
             f"{path}: norm_divisor={divisor} but the patched {model_type} classes are not active"
@@ -142,10 +199,28 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except Exception as e:
         raise ModelLoadError(f"{path}: cannot load weights: {type(e).__name__}: {e}") from e
+    check_model_class(model, raw, str(path))
     verify_norms(model, divisor, str(path))
     if device_map is None and device is not None:
         model.to(device)
     return model.eval()
+
+
+def check_model_class(model: torch.nn.Module, raw: dict[str, Any], where: str) -> None:
+    """The instantiated class is the one ``model_type`` selects and ``architectures`` names."""
+    from sn29_growth.arch import SUPPORTED
+
+    model_type = raw.get("model_type")
+    if model_type not in SUPPORTED:
+        return
+    name = type(model).__name__
+    archs = raw.get("architectures")
+    if name != SUPPORTED[model_type] or (archs is not None and archs != [name]):
+        raise ModelLoadError(
+            f"{where}: model_type {model_type!r} instantiated {name}, but architectures says {archs!r}"
+        )
+    if not patched_classes_active(model_type) or type(model).__module__ not in ("transformers_llama", "transformers_phi3"):
+        raise ModelLoadError(f"{where}: {name} is not the norm_divisor-aware class of this package")
 
 
 def verify_norms(model: torch.nn.Module, divisor: float | None, where: str = "model") -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -14,17 +14,21 @@ def config_from(source: str | os.PathLike | dict[str, Any]):
     """A transformers config from a config dict, a ``config.json`` path, or a checkpoint directory."""
     from transformers import AutoConfig
 
+    from sn29_growth.arch import SUPPORTED, bounded_shape
+    from sn29_growth.checkpoint import CONFIG_LIMITS, read_json_object
     from sn29_growth.loading import check_norm_divisor, ensure_patched
 
     if isinstance(source, dict):
-        raw = dict(source)
+        raw = copy.deepcopy(dict(source))
     else:
         p = Path(source)
         p = p / "config.json" if p.is_dir() else p
-        raw = json.loads(p.read_text(encoding="utf-8"))
+        raw = read_json_object(p, CONFIG_LIMITS)
     if "auto_map" in raw:
         raise ValueError("config has auto_map (remote code); refusing to build it")
     check_norm_divisor(raw)
+    if raw.get("model_type") in SUPPORTED:
+        bounded_shape(raw)  # every dimension sane before anything is built, even on the meta device
     model_type = raw.pop("model_type", None)
     if not model_type:
         raise ValueError("config has no model_type")

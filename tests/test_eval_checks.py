@@ -70,7 +70,7 @@ def test_repo_size_limit_is_inclusive(c00):
         ({"architectures": []}, "no architectures"),
         ({"norm_divisor": -2.0}, "norm_divisor"),
         ({"norm_divisor": 0}, "norm_divisor"),
-        ({"hidden_size": 63}, "invalid config"),
+        ({"hidden_size": 63}, "not a multiple of num_attention_heads"),
     ],
 )
 def test_config_checks(c00, overrides, reason):

@@ -259,3 +259,39 @@ def test_recipe_new_slices_match_the_growth_masks(save_tiny, tmp_path, capsys):
     for name, mask in expected.items():
         assert torch.equal(masks[name], mask), name
     assert masks["model.layers.2.mlp.down_proj.weight"].all()  # the inserted block is new as a whole
+
+
+def test_hidden_growth_adds_heads_so_the_network_can_load_it(save_tiny, tmp_path, capsys):
+    from sn29_growth.network.rules import check_model
+
+    src = save_tiny(tiny("llama-gqa"))  # hidden 64 = 8 heads x head_dim 8, 2 kv heads
+    report = _grow_json(capsys, src, tmp_path / "wide", "--hidden-size", 128, "--verify")
+    assert report["ok"] and report["network"]["ok"]
+    config = json.loads((tmp_path / "wide" / "config.json").read_text())
+    assert (config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (16, 2, 8)
+    assert check_model(tmp_path / "wide").ok
+
+    from sn29_growth.commands.grow import main
+
+    assert main([str(src), str(tmp_path / "x"), "--hidden-size", "128", "--num-attention-heads", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "could not load it; use --num-attention-heads 16, or --allow-off-network-shapes" in err
+    assert not (tmp_path / "x").exists()
+
+    flags = ["--hidden-size", "128", "--num-attention-heads", "8", "--allow-off-network-shapes"]
+    assert cli(["grow", str(src), str(tmp_path / "off"), *flags]) == 0
+    assert "will not load on the network's validators" in capsys.readouterr().out
+    off = check_model(tmp_path / "off")
+    assert not off.ok and [f.code for f in off.errors] == ["head_dim"]
+
+
+def test_verify_refuses_an_output_the_network_cannot_load(save_tiny, tmp_path, capsys):
+    src = save_tiny(tiny("llama-gqa"))
+    config = json.loads((src / "tokenizer_config.json").read_text())
+    (src / "tokenizer_config.json").write_text(json.dumps(dict(config, tokenizer_class="TokenizersBackend")))
+    assert cli(["grow", str(src), str(tmp_path / "o"), "--num-layers", "3", "--verify"]) == 1
+    captured = capsys.readouterr()
+    assert "network check" in captured.err and "TokenizersBackend" in captured.err
+    assert not (tmp_path / "o").exists()
+    assert cli(["grow", str(src), str(tmp_path / "o"), "--num-layers", "3"]) == 0  # reported, not enforced
+    assert "NOT network-compatible" in capsys.readouterr().out

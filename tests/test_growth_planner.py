@@ -79,3 +79,22 @@ def test_plan_command_prints_table_and_json(capsys):
     assert cli(["plan", str(CONFIGS / "phi-3-mini-4k.json"), "--max-bytes", "28GB", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["limit"] == 14_000_000_000 and doc["recommended"]["usage"] >= 0.98
+
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-8b", "llama-3.2-1b", "phi-3-mini-4k"])
+def test_every_option_is_a_shape_the_network_loads(name):
+    src = Shape.from_config(_config(name))
+    for limit in (2 * count_params(src), 20_100_000_000):
+        options = plan_options(src, limit)
+        assert options
+        for option in options:
+            s = option.shape
+            assert s.hidden_size == s.num_attention_heads * s.head_dim, option
+
+
+def test_a_source_off_the_network_shape_is_planned_back_onto_it():
+    odd = Shape.from_config(_config("llama-3.2-1b")).replace(num_attention_heads=16)  # 16 x 64 != 2048
+    options = plan_options(odd, 3 * count_params(odd))
+    assert options and all(o.shape.hidden_size == o.shape.num_attention_heads * o.shape.head_dim for o in options)
+    kept = plan_options(odd, 3 * count_params(odd), off_network=True)
+    assert any(o.shape.hidden_size != o.shape.num_attention_heads * o.shape.head_dim for o in kept)

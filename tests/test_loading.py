@@ -103,5 +103,5 @@ def test_missing_or_corrupt_checkpoint(tmp_path, save_tiny):
     path = save_tiny(build_tiny("llama-mha", seed=0), name="truncated")
     shard = next(path.glob("*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:200])
-    with pytest.raises(ModelLoadError, match="cannot load weights"):
+    with pytest.raises(ModelLoadError, match="corrupt safetensors header"):
         load_model(path)

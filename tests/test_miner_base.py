@@ -103,3 +103,50 @@ def test_named_hub_model_matching_a_commitment_carries_its_block(env, models):
     assert base.block == 123 and base.committed.model == ModelCommitment.parse(value)
     plain = find_base(f"bob/b@{publish(hub, 'bob/b', models['b'], 1).split(':')[2]}", C00, chain, store)
     assert plain.committed is None and plain.label.startswith("bob/b@")
+
+
+def _hostile(src, dst, edit):
+    import shutil
+
+    shutil.copytree(src, dst)
+    edit(dst)
+    return dst
+
+
+def _nested_config(path):
+    (path / "config.json").write_bytes(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+
+
+def _million_layers(path):
+    import json
+
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(dict(config, num_hidden_layers=10_000_000, hidden_size=1)))
+
+
+def _panicking_tokenizer(path):
+    import json
+
+    tok = json.loads((path / "tokenizer.json").read_text())
+    tok["normalizer"] = {"type": "Replace", "pattern": {"Regex": ""}, "content": "x"}
+    (path / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def test_hostile_current_bests_are_skipped_for_the_next_best(env, models, tmp_path):
+    """The chain's top three are hostile (a config nested 100k deep, 10M layers, a tokenizer that panics):
+    each is skipped with its reason, and the honest fourth becomes the base."""
+    chain, store, hub = env
+    for uid, (name, edit) in enumerate(
+        (("nested", _nested_config), ("layers", _million_layers), ("panic", _panicking_tokenizer)), start=1
+    ):
+        path = _hostile(models["b"], tmp_path / name, edit)
+        chain.put(hotkey(uid), publish(hub, f"eve/{name}", path, uid), block=10 * uid, incentive=1.0 - uid / 10)
+    chain.put(hotkey(0), publish(hub, "alice/a", models["a"], 0), block=500, incentive=0.1)
+    from sn29_growth.miner.base import best_on_chain
+
+    base, problems = best_on_chain(chain, C00, store)
+    assert base.label == "alice/a"
+    assert len(problems) == 3
+    assert "nested 100000 levels deep" in problems[0]
+    assert "outside 1..1,024" in problems[1]
+    assert "PanicException" in problems[2]

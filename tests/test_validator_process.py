@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from sn29_growth.checkpoint import save_model
 from sn29_growth.validator.state import load_state
 from sn29_growth.validator.worker import run_in_worker
 
@@ -59,8 +60,7 @@ def _models_file(tmp_path: Path) -> Path:
     entries = []
     for i, variant in enumerate(["llama-gqa", "llama-mha", "phi3"]):
         path = tmp_path / f"m{i}"
-        build_tiny(variant, seed=i).save_pretrained(path)
-        embedded_tokenizer().save_pretrained(path)
+        save_model(build_tiny(variant, seed=i), path, tokenizer=embedded_tokenizer())
         entries.append({"model": str(path), "block": 10 * (i + 1), "label": f"m{i}"})
     f = tmp_path / "models.json"
     f.write_text(json.dumps(entries))
@@ -124,3 +124,61 @@ def test_sigkill_at_random_points_never_loses_state(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_state(state_path).step == last_step + 2
     assert not list(vd.glob(".validator_state.json.*.tmp"))
+
+
+def _slow_tokenizer(tok):
+    """Valid, but each of 4000 regex passes backtracks over every word: minutes for a few samples."""
+    split = {
+        "type": "Split",
+        "pattern": {"Regex": "(?:\\w|\\w){1,8}(?=\\W)(?<=\\d)"},
+        "behavior": "Isolated",
+        "invert": False,
+    }
+    tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split] * 4000 + [tok["pre_tokenizer"]]}
+
+
+def test_a_slow_or_crashing_tokenizer_costs_only_its_own_model(tmp_path):
+    """Real worker processes: a tokenizer slow enough to blow the timeout and one that makes the tokenizers
+    library panic sit beside an honest model. Each lands on its cause; the honest model is scored and
+    weighted in the same step; the timed-out model is not evaluated again in the next step."""
+    from validator_fakes import hotkey, make_env, publish
+
+    from sn29_growth.tiny import build_tiny
+    from sn29_growth.tokenizer import embedded_tokenizer
+    from sn29_growth.validator.runner import run
+
+    config, clients, chain, _, hub = make_env(tmp_path, eval_timeout_s=25.0)
+    calls = []
+
+    def evaluate(request, timeout):
+        calls.append(request["models"][0]["key"])
+        return run_in_worker(request, timeout)
+
+    clients.evaluate = evaluate
+    paths = {}
+    for name in ("honest", "slow", "panic"):
+        paths[name] = tmp_path / name
+        save_model(build_tiny("llama-gqa", seed=0), paths[name], tokenizer=embedded_tokenizer())
+    for name, edit in (("slow", _slow_tokenizer), ("panic", None)):
+        tok = json.loads((paths[name] / "tokenizer.json").read_text())
+        if edit:
+            edit(tok)
+        else:
+            tok["normalizer"] = {"type": "Replace", "pattern": {"Regex": ""}, "content": "x"}
+        (paths[name] / "tokenizer.json").write_text(json.dumps(tok))
+    for uid, name in enumerate(("honest", "slow", "panic")):
+        chain.put(uid, publish(hub, f"m/{name}", paths[name], uid), block=10 + uid)
+    t0 = time.monotonic()
+    state = run(config, clients, max_steps=1, sleep=lambda s: None)
+    elapsed = time.monotonic() - t0
+    honest, slow, panic = (state.models[hotkey(i)] for i in range(3))
+    assert honest.status == "pool" and honest.win_rate == 1.0
+    assert chain.weights[-1][1] == {0: 1.0}
+    assert slow.status == "failed" and "timed out after 25 s" in slow.reason
+    assert panic.status == "rejected" and "PanicException" in panic.reason
+    assert elapsed < 25 + 60, elapsed
+    calls.clear()
+    chain.block += 10
+    state = run(config, clients, max_steps=1, sleep=lambda s: None)
+    assert hotkey(1) not in calls  # not retried every step (revisited after revisit_every_steps)
+    assert state.models[hotkey(1)].status == "failed"

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from validator_fakes import files_of, hotkey, make_env, publish
 
 from sn29_growth.chain.commitment import ModelCommitment
+from sn29_growth.checkpoint import save_model
 from sn29_growth.hub.local import Faults
 from sn29_growth.tiny import build_tiny
 from sn29_growth.validator.runner import run
@@ -33,8 +34,7 @@ def base_dir(tmp_path_factory):
     from sn29_growth.tokenizer import embedded_tokenizer
 
     path = tmp_path_factory.mktemp("m") / "base"
-    build_tiny("llama-gqa", seed=0).save_pretrained(path)
-    embedded_tokenizer().save_pretrained(path)
+    save_model(build_tiny("llama-gqa", seed=0), path, tokenizer=embedded_tokenizer())
     return path
 
 
@@ -108,6 +108,42 @@ def _hub_fault(faults):
     return setup
 
 
+def _drop_tensor(sd):
+    del sd["model.layers.1.mlp.up_proj.weight"]
+
+
+def _extra_tensor(sd):
+    sd["model.layers.1.mlp.extra.weight"] = torch.zeros(4, 4)
+
+
+def _panic_regex(tok):  # tokenizers panics on an empty Replace pattern: a PanicException (a BaseException)
+    tok["normalizer"] = {"type": "Replace", "pattern": {"Regex": ""}, "content": "x"}
+
+
+def _v5_tokenizer_class(env, base, tmp):
+    path = _variant(base, tmp)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps(dict(config, tokenizer_class="TokenizersBackend")))
+    env["chain"].put(0, publish(env["hub"], "eve/model", path, 0), block=10)
+
+
+def _head_dim_off_network(env, base, tmp):
+    from sn29_growth.tokenizer import embedded_tokenizer
+
+    path = tmp / "odd"  # hidden 64 with 4 heads of head_dim 8: transformers 4.44 derives head_dim 16
+    model = build_tiny("llama-gqa", seed=0, num_attention_heads=4, num_key_value_heads=2)
+    save_model(model, path, tokenizer=embedded_tokenizer())
+    env["chain"].put(0, publish(env["hub"], "eve/model", path, 0), block=10)
+
+
+def _duplicate_listing(env, base, tmp):
+    env["chain"].put(0, publish(env["hub"], "eve/model", base, 0), block=10)
+    client, real = env["hub_client"], env["hub_client"].repo_files
+    client.repo_files = lambda repo, rev: (
+        (fs := real(repo, rev)) + [f for f in fs if f.path == "model.safetensors"]
+    )
+
+
 def _disk_full(env, base, tmp):
     env["chain"].put(0, publish(env["hub"], "eve/model", base, 0), block=10)
     env["clients"].store._free_bytes = lambda path: 0
@@ -155,6 +191,49 @@ CASES = {
         "IntegrityError",
     ),
     "disk full": (_disk_full, "new", "disk"),
+    "config nested 100k levels deep": (
+        _publish_variant(add={"config.json": b'{"a":' * 100_000 + b"1" + b"}" * 100_000}),
+        "rejected",
+        "nested 100000 levels deep",
+    ),
+    "config of tens of MB": (
+        _publish_variant(add={"config.json": b'{"pad": "' + b"x" * 20_000_000 + b'"}'}),
+        "rejected",
+        "config.json is 20,000,011 bytes",
+    ),
+    "config of 200k values": (
+        _publish_variant(config={"pad": [0] * 200_000}),
+        "rejected",
+        "JSON values, above the limit",
+    ),
+    "10M layers of width 1": (
+        _publish_variant(config={"num_hidden_layers": 10_000_000, "hidden_size": 1, "intermediate_size": 1}),
+        "rejected",
+        "num_hidden_layers 10000000 is outside 1..1,024",
+    ),
+    "GPT-2 config claiming LlamaForCausalLM": (
+        _publish_variant(config={"model_type": "gpt2", "n_layer": 2}),
+        "rejected",
+        "model_type 'gpt2'",
+    ),
+    "Qwen2 config claiming LlamaForCausalLM": (
+        _publish_variant(config={"model_type": "qwen2"}),
+        "rejected",
+        "model_type 'qwen2'",
+    ),
+    "quantization_config": (
+        _publish_variant(
+            config={"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}
+        ),
+        "rejected",
+        "quantization_config",
+    ),
+    "a weight tensor missing": (_publish_variant(weights=_drop_tensor), "rejected", "1 tensor(s) missing"),
+    "an extra weight tensor": (_publish_variant(weights=_extra_tensor), "rejected", "1 unexpected tensor(s)"),
+    "tokenizer that panics": (_publish_variant(tokenizer=_panic_regex), "rejected", "PanicException"),
+    "tokenizer class the network cannot load": (_v5_tokenizer_class, "rejected", "TokenizersBackend"),
+    "head_dim the network cannot load": (_head_dim_off_network, "rejected", "computes head_dim"),
+    "Hub listing naming a file twice": (_duplicate_listing, "rejected", "more than once"),
 }
 
 
@@ -202,3 +281,30 @@ def test_runner_survives_an_unexpected_error(tmp_path, base_dir, monkeypatch):
     state = run(config, clients, max_steps=2, sleep=lambda s: None)
     assert calls["n"] == 2 and state.step == 0  # both steps rolled back, the loop carried on
     assert torch.__version__  # the process is still healthy
+
+
+def test_hostile_models_never_stop_honest_ones_in_the_same_step(tmp_path, base_dir):
+    """Every in-process hostile case at once, beside an honest model: the honest model is scored and takes
+    the weight in the very first step, and each hostile model is rejected with its own reason."""
+    config, clients, chain, hub_client, hub = make_env(tmp_path)
+    chain.put(0, publish(hub, "alice/honest", base_dir, 0), block=5)
+    hostile = {
+        "nested": (dict(add={"config.json": b'{"a":' * 100_000 + b"1" + b"}" * 100_000}), "nested"),
+        "layers": (dict(config={"num_hidden_layers": 10_000_000, "hidden_size": 1}), "outside"),
+        "gpt2": (dict(config={"model_type": "gpt2"}), "gpt2"),
+        "missing": (dict(weights=_drop_tensor), "missing"),
+        "panic": (dict(tokenizer=_panic_regex), "PanicException"),
+    }
+    for uid, (name, (kw, _)) in enumerate(hostile.items(), start=1):
+        (tmp_path / name).mkdir()
+        path = _variant(base_dir, tmp_path / name, **kw)
+        chain.put(uid, publish(hub, f"eve/{name}", path, uid), block=10 + uid)
+    state = run(config, clients, max_steps=1, sleep=lambda s: None)
+    honest = state.models[hotkey(0)]
+    assert honest.status == "pool" and honest.win_rate == 1.0 and honest.mean_loss is not None
+    assert chain.weights and chain.weights[-1][1] == {0: 1.0}
+    state = run(config, clients, max_steps=1, sleep=lambda s: None)  # pend_size 3: the rest come next
+    assert state.models[hotkey(0)].status == "pool"
+    for uid, (_, (_, reason)) in enumerate(hostile.items(), start=1):
+        rec = state.models[hotkey(uid)]
+        assert rec.status == "rejected" and reason in rec.reason, rec

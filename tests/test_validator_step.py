@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from validator_fakes import hotkey, make_env, publish, trained_tiny
 
+from sn29_growth.checkpoint import save_model
 from sn29_growth.tiny import build_tiny
 from sn29_growth.validator.runner import run
 from sn29_growth.validator.state import load_state
@@ -24,8 +25,7 @@ def models(tmp_path_factory):
         "trained": trained_tiny(),
         "phi3": build_tiny("phi3", seed=0),
     }.items():
-        model.save_pretrained(root / name)
-        tok.save_pretrained(root / name)
+        save_model(model, root / name, tokenizer=tok)
         out[name] = root / name
     return out
 

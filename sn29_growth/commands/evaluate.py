@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -29,6 +30,16 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--cache-dir", help="loss/tokenization/dataset cache (default: ~/.cache/sn29-growth/eval)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write on-disk caches")
+    p.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tokenize, load and score each model in its own worker process, killed after --timeout: a "
+        "hostile model that hangs or crashes costs only its own row (default: on)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds per model before its worker is killed (default 3600)"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON document with per-sample losses")
     p.set_defaults(func=run)
 
@@ -38,6 +49,8 @@ def run(args) -> int:
 
     if args.samples is not None and args.samples < 1:
         raise ValueError("--samples must be >= 1")
+    if args.timeout <= 0:
+        raise ValueError("--timeout must be positive")
     cache_dir = False if args.no_cache else (args.cache_dir or True)
     result = evaluate_models(
         args.models,
@@ -49,6 +62,8 @@ def run(args) -> int:
         device=args.device,
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),
+        isolate=args.isolate,
+        timeout_s=args.timeout,
     )
     print(result.to_json_text() if args.json else result.format_table())
     return 0

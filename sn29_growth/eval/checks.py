@@ -7,10 +7,12 @@ Before download, from the repository's file list and ``config.json``:
 
 - weights as safetensors only: at least one ``*.safetensors`` file and no pickle-format weights;
 - repository bytes ≤ the competition's ``model_size``;
-- no ``auto_map`` (remote code is never executed);
-- ``architectures`` non-empty and every entry an exact class name in ``model_types``;
+- no ``auto_map`` (remote code) and no ``quantization_config`` (other kernels);
+- ``architectures`` non-empty, every entry an exact class name in ``model_types``, and exactly the class
+  ``model_type`` selects (a GPT-2 config claiming ``LlamaForCausalLM`` is not run as anything);
 - a valid ``norm_divisor`` (and only on a model type whose patched classes exist);
-- parameters (counted on the meta device, tied weights once) ≤ ``parameters``.
+- every dimension a bounded integer, and a shape the network's transformers (4.44) can load;
+- parameters (counted arithmetically from the tensor table, tied weights once) ≤ ``parameters``.
 
 After load: NaN/inf weights (every sample then scores +inf) and token ids ≥ the embedding rows (rejected).
 """
@@ -26,7 +28,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+from sn29_growth.arch import SUPPORTED, bounded_shape
+from sn29_growth.checkpoint import LIMITS_BY_NAME
+from sn29_growth.growth.planner import count_params
 from sn29_growth.loading import ModelLoadError, check_norm_divisor
+from sn29_growth.network.rules import config_findings
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +61,57 @@ def check_files(files: Mapping[str, int], competition) -> str | None:
         return "no *.safetensors weights"
     if "config.json" not in names:
         return "no config.json"
+    for name, size in files.items():
+        limits = LIMITS_BY_NAME.get(name)
+        if limits is not None and size > limits.max_bytes:
+            return f"{name} is {size:,} bytes, above the limit of {limits.max_bytes:,} for that file"
     total = sum(files.values())
     if total > competition.model_size:
         return f"repository is {total:,} bytes, above the limit of {competition.model_size:,}"
     return None
 
 
+CODE_KEYS = ("auto_map", "quantization_config")
+"""Config keys that change which code runs (remote code, quantized kernels): such a model is never run."""
+
+
 def check_config(config: Mapping[str, Any], competition) -> str | None:
-    """Remote code, architecture, norm_divisor and the parameter limit, from the raw ``config.json``."""
-    if "auto_map" in config:
-        return "config has auto_map (remote code is never executed)"
+    """Remote code, model type ⇄ architecture, the network's loadability and the parameter limit.
+
+    Works on the raw ``config.json`` alone and never instantiates anything: every dimension is bounded
+    first (:func:`~sn29_growth.arch.bounded_shape`), then parameters are counted arithmetically from the
+    architecture's tensor table.
+    """
+    for key in CODE_KEYS:
+        if key in config:
+            what = "remote code is never executed" if key == "auto_map" else "it changes the code that runs"
+            return f"config has {key} ({what})"
     archs = config.get("architectures")
     if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
         return f"config has no architectures list (got {archs!r})"
     wrong = [a for a in archs if a not in competition.model_types]
     if wrong:
         return f"architecture {wrong[0]} is not allowed in {competition.name} ({', '.join(competition.model_types)})"
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED:
+        return f"model_type {model_type!r} is not one this validator runs ({', '.join(SUPPORTED)})"
+    if archs != [SUPPORTED[model_type]]:
+        return (
+            f"architectures {archs} do not match model_type {model_type!r}, whose class is "
+            f"{SUPPORTED[model_type]} (the class that runs is chosen by model_type)"
+        )
     try:
         check_norm_divisor(dict(config), "config")
     except ModelLoadError as e:
         return str(e)
-    from sn29_growth.params import count_parameters
-
     try:
-        n = count_parameters(dict(config))["parameters"]
-    except Exception as e:  # strict config validation raises several classes
-        return f"invalid config: {type(e).__name__}: {e}"
+        shape = bounded_shape(dict(config))
+    except ValueError as e:
+        return f"invalid config: {e}"
+    blocking = [f for f in config_findings(dict(config)) if f.blocks_loading]
+    if blocking:
+        return f"the network's stack cannot load it: {blocking[0].message}"
+    n = count_params(shape)
     if n > competition.parameters:
         return f"{n:,} parameters, above the limit of {competition.parameters:,}"
     return None
@@ -92,12 +123,10 @@ def precheck(config: Mapping[str, Any], files: Mapping[str, int], competition) -
 
 
 def count_parameters_safe(config: Mapping[str, Any]) -> int | None:
-    """Parameters of ``config`` on the meta device, or None when the config cannot be built."""
-    from sn29_growth.params import count_parameters
-
+    """Parameters of a Llama/Phi3 ``config``, counted arithmetically; None when it is not a valid one."""
     try:
-        return count_parameters(dict(config))["parameters"]
-    except Exception:
+        return count_params(bounded_shape(dict(config)))
+    except ValueError:
         return None
 
 

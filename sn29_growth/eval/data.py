@@ -381,3 +381,28 @@ def make_source(
     if path.is_file():
         return FileSource(path)
     raise ValueError(f"dataset: {spec!r} is not 'local', 'fineweb' or an existing .txt/.jsonl file")
+
+
+# ------------------------------------------------------------------------------------------ fixed
+
+
+@dataclass(frozen=True)
+class FixedSource:
+    """Samples chosen once (by the validator's main process) and handed to every model's evaluation.
+
+    Every model of a step then sees exactly the same texts, however its worker process fares.
+    """
+
+    name: str
+    items: tuple[Sample, ...]
+    offline: bool = True
+
+    def samples(self, n: int, seed: int) -> tuple[Sample, ...]:
+        return self.items[:n]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "samples": [{"id": s.id, "text": s.text} for s in self.items]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FixedSource:
+        return cls(str(data["name"]), tuple(Sample(str(s["id"]), str(s["text"])) for s in data["samples"]))

@@ -36,26 +36,25 @@ from typing import Any
 
 import torch
 
+from sn29_growth.checkpoint import CONFIG_FILE, CheckpointFileError, read_config
 from sn29_growth.eval import checks
 from sn29_growth.eval.cache import LossCache, model_content_hash, settings_fingerprint
 from sn29_growth.eval.competitions import Competition, Competitions, default_competitions, load_competitions
 from sn29_growth.eval.data import (
     DataSource,
-    FineWebSource,
-    LocalSource,
-    datasets_server_reachable,
-    hub_offline,
-    make_source,
     sample_key,
 )
 from sn29_growth.eval.loss import ENGINE_VERSION, EngineSettings, summed_losses
+from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import ModelLosses, ScoreSettings, score_competition
 from sn29_growth.eval.tokenize import TokenizationCache, TokenizeSettings
+from sn29_growth.network.rules import check_model
 
 log = logging.getLogger(__name__)
 
 _HUB_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9._/-]+))?$")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+OWN_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 def default_cache_dir() -> Path:
@@ -103,6 +102,8 @@ class ModelResult:
     win_rate: float = 0.0
     wins: int = 0
     weight: float = 0.0
+    failed: bool = False  # the evaluation itself crashed or timed out: no verdict on the files
+    network: str | None = None  # the network-compatibility summary (``sn29 check``)
 
     @property
     def n_inf(self) -> int:
@@ -129,7 +130,27 @@ class ModelResult:
             "wins": self.wins,
             "win_rate": self.win_rate,
             "weight": self.weight,
+            "failed": self.failed,
+            "network": self.network,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, name: str, block: int) -> ModelResult:
+        """A row from :meth:`to_json` (a worker's answer), relabelled for the caller's table."""
+        rejection = data.get("rejection")
+        losses = () if rejection else tuple(math.inf if v is None else float(v) for v in data.get("losses") or ())
+        return cls(
+            name=name,
+            block=block,
+            architecture=data.get("architecture"),
+            losses=losses,
+            rejection=rejection,
+            note=data.get("note"),
+            tokenizer=data.get("tokenizer"),
+            content_hash=data.get("content_hash"),
+            failed=bool(data.get("failed")),
+            network=data.get("network"),
+        )
 
 
 @dataclass(frozen=True)
@@ -164,18 +185,22 @@ class EvaluationResult:
         ]
         width = max([len("model"), *(len(m.name) for m in self.models)])
         rows = [
-            f"{'#':>2}  {'model':<{width}}  {'mean summed loss':>16}  {'+inf':>5}  {'win rate':>8}  {'weight':>7}  status"
+            f"{'#':>2}  {'model':<{width}}  {'mean summed loss':>16}  {'+inf':>5}  {'win rate':>8}  {'weight':>7}  "
+            f"{'network':<10}  status"
         ]
         for i, m in enumerate(self.models, start=1):
+            net = (m.network or "-")[:10]
             if m.rejection:
+                verdict = "failed" if m.failed else "rejected"
                 rows.append(
-                    f"{i:>2}  {m.name:<{width}}  {'-':>16}  {'-':>5}  {'-':>8}  {'-':>7}  rejected: {m.rejection}"
+                    f"{i:>2}  {m.name:<{width}}  {'-':>16}  {'-':>5}  {'-':>8}  {'-':>7}  {net:<10}  "
+                    f"{verdict}: {m.rejection}"
                 )
                 continue
             loss = "-" if math.isnan(m.mean_loss) else f"{m.mean_loss:.4f}"
             rows.append(
                 f"{i:>2}  {m.name:<{width}}  {loss:>16}  {m.n_inf:>5}  {m.win_rate:>8.3f}  {m.weight:>7.3f}  "
-                + (m.note or "ok")
+                f"{net:<10}  " + (m.note or "ok")
             )
         return "\n".join([*head, *rows])
 
@@ -205,33 +230,33 @@ class EvaluationResult:
 def choose_competition(
     competitions: Competitions, architectures: Sequence[str | None], name: str | None = None
 ) -> Competition:
-    """The named competition, or the first (by name) accepting the first known architecture."""
+    """The named competition, or the first (by name) accepting the first architecture any competition accepts."""
     if name is not None:
         if name not in competitions:
             raise ValueError(f"competition {name!r} not found (have: {', '.join(competitions)})")
         return competitions[name]
-    for arch in architectures:
-        if arch is None:
-            continue
+    known = [a for a in architectures if a is not None]
+    for arch in known:
         for comp in competitions.values():
             if comp.allows_model_type(arch):
                 return comp
-        raise ValueError(f"no competition accepts architecture {arch}; name one with --competition")
+    if known:
+        raise ValueError(f"no competition accepts architecture {known[0]}; name one with --competition")
     raise ValueError(
         "cannot infer the competition: no model has a readable config; name one with --competition"
     )
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_config(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(config, None)``, or ``(None, why it is unusable)`` (bounded: see :mod:`sn29_growth.checkpoint`)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        return read_config(directory), None
+    except CheckpointFileError as e:
+        return None, str(e).replace(str(directory / CONFIG_FILE), CONFIG_FILE)
 
 
 def _has_tokenizer(path: Path) -> bool:
-    return any((path / name).is_file() for name in TOKENIZER_FILES)
+    return any((path / name).is_file() for name in OWN_TOKENIZER_FILES)
 
 
 def load_tokenizer(source: str | os.PathLike):
@@ -259,6 +284,7 @@ class _Prepared:
     files: dict[str, int]
     rejection: str | None = None
     path: Path | None = None
+    network: str | None = None
 
 
 class _Evaluator:
@@ -290,10 +316,18 @@ class _Evaluator:
 
     def prepare(self, ref: ModelRef, name: str) -> _Prepared:
         """File list and config without weights (a Hub model fetches config.json only)."""
+        try:
+            return self._prepare(ref, name)
+        except PASS_THROUGH:
+            raise
+        except BaseException as e:  # nothing a repository holds may stop the evaluation of the others
+            log.warning("%s: preparation failed", name, exc_info=True)
+            return _Prepared(ref, name, None, {}, rejection=f"unreadable: {type(e).__name__}: {e}")
+
+    def _prepare(self, ref: ModelRef, name: str) -> _Prepared:
         if ref.path is not None:
-            return _Prepared(
-                ref, name, _read_json(ref.path / "config.json"), checks.local_files(ref.path), path=ref.path
-            )
+            config, why = _read_config(ref.path)
+            return _Prepared(ref, name, config, checks.local_files(ref.path), rejection=why, path=ref.path)
         from sn29_growth.hub.protocol import HubError
 
         try:
@@ -305,7 +339,8 @@ class _Evaluator:
                 ref.repo_id, commit, cache_dir=self._hub_cache(), allow_patterns=("config.json",)
             )
             ref = ModelRef(ref.spec, repo_id=ref.repo_id, revision=commit)
-            return _Prepared(ref, name, _read_json(Path(snap) / "config.json"), files)
+            config, why = _read_config(Path(snap))
+            return _Prepared(ref, name, config, files, rejection=why)
         except HubError as e:
             return _Prepared(ref, name, None, {}, rejection=f"hub: {type(e).__name__}: {e}")
 
@@ -325,11 +360,11 @@ class _Evaluator:
             self._competition_tokenizers[competition.tokenizer] = load_tokenizer(competition.tokenizer)
         return self._competition_tokenizers[competition.tokenizer], competition.tokenizer
 
-    def evaluate(
-        self, prep: _Prepared, block: int, competition: Competition, free: bool, samples, tok_settings
-    ) -> ModelResult:
-        arch = checks.architecture(prep.config) if prep.config else None
-        base = dict(name=prep.name, block=block, architecture=arch)
+    def gate(self, prep: _Prepared, block: int, competition: Competition) -> ModelResult | Path:
+        """The checks that read no tokenizer and no weights, then the download: a path, or a rejected row."""
+        if prep.path is not None and prep.network is None:
+            prep.network = check_model(prep.path).summary()
+        base = self._base(prep, block)
         if prep.rejection:
             return ModelResult(**base, rejection=prep.rejection)
         if prep.config is None:
@@ -338,16 +373,52 @@ class _Evaluator:
         if reason:
             return ModelResult(**base, rejection=reason)
         from sn29_growth.hub.protocol import HubError
-        from sn29_growth.loading import ModelLoadError, load_model
 
         try:
             path = self.fetch(prep)
         except HubError as e:
             return ModelResult(**base, rejection=f"hub: {type(e).__name__}: {e}")
+        if prep.network is None:
+            prep.network = check_model(path).summary()
+        return path
+
+    def _base(self, prep: _Prepared, block: int) -> dict[str, Any]:
+        arch = checks.architecture(prep.config) if prep.config else None
+        return dict(name=prep.name, block=block, architecture=arch, network=prep.network)
+
+    def evaluate(
+        self, prep: _Prepared, block: int, competition: Competition, free: bool, samples, tok_settings
+    ) -> ModelResult:
+        """One model's row, in this process. Whatever its files do, the result is a row, never a raise."""
+        stage = "checks"
+        try:
+            gated = self.gate(prep, block, competition)
+            if isinstance(gated, ModelResult):
+                return gated
+            stage = "evaluation"
+            return self._evaluate(prep, gated, block, competition, free, samples, tok_settings)
+        except PASS_THROUGH:
+            raise
+        except BaseException as e:  # e.g. a tokenizers PanicException (a BaseException) from hostile files
+            log.warning("%s: %s failed", prep.name, stage, exc_info=True)
+            return ModelResult(**self._base(prep, block), rejection=f"{stage}: {type(e).__name__}: {e}")
+
+    def _evaluate(
+        self, prep: _Prepared, path: Path, block: int, competition: Competition, free: bool, samples, tok_settings
+    ) -> ModelResult:
+        from sn29_growth.loading import ModelLoadError, load_model
+
+        base = self._base(prep, block)
         try:
             tokenizer, tok_name = self.tokenizer_for(path, competition, free)
+            if tok_name == "own":
+                problem = check_model(path).loading_problem()
+                if problem:
+                    return ModelResult(**base, rejection=problem)
             tokens = self.tokenizations.tokenize(tokenizer, samples, tok_settings)
-        except Exception as e:  # a broken tokenizer of one model must not stop the evaluation
+        except PASS_THROUGH:
+            raise
+        except BaseException as e:  # a broken tokenizer of one model must not stop the evaluation
             log.warning("%s: tokenizer failed", prep.name, exc_info=True)
             return ModelResult(**base, rejection=f"tokenizer: {type(e).__name__}: {e}")
         base.update(tokenizer=tok_name)
@@ -379,7 +450,11 @@ class _Evaluator:
         try:
             n_params = checks.count_parameters_safe(prep.config) if self.device.startswith("cuda") else None
             model = load_model(
-                path, dtype=self.dtype, attn_implementation="sdpa", **_placement(self.device, n_params)
+                path,
+                dtype=self.dtype,
+                attn_implementation="sdpa",
+                network=True,
+                **_placement(self.device, n_params),
             )
         except ModelLoadError as e:
             return ModelResult(**base, rejection=f"load: {e}")
@@ -418,28 +493,34 @@ class _Evaluator:
                 torch.cuda.empty_cache()
 
 
-def _resolve_dataset(
-    dataset: str | DataSource | None, competition: Competition, cache_dir: Path | None
-) -> tuple[DataSource, str | None]:
-    if dataset is not None and not isinstance(dataset, str):
-        return dataset, None
-    if dataset is None:
-        if competition.dataset in ("fineweb2",) and datasets_server_reachable():
-            spec = "fineweb"
-        else:
-            reason = "HF_HUB_OFFLINE is set" if hub_offline() else "datasets-server unreachable"
-            return LocalSource(), f"offline default: {reason}"
-    else:
-        spec = dataset
-    source = make_source(
-        spec,
-        cache_dir=cache_dir / "datasets" if cache_dir is not None else None,
-        rows_per_page=competition.rows_per_page,
-    )
-    return source, None
+def _isolated_row(
+    evaluator: _Evaluator,
+    prep: _Prepared,
+    block: int,
+    competition: Competition,
+    request: dict[str, Any],
+    timeout_s: float,
+    worker_command: Sequence[str] | None,
+) -> ModelResult:
+    """Gate in this process, then tokenize, load and score in a worker a timeout really kills."""
+    from sn29_growth.validator.worker import run_in_worker
+
+    gated = evaluator.gate(prep, block, competition)
+    if isinstance(gated, ModelResult):
+        return gated
+    request = {**request, "models": [{"key": prep.name, "path": str(gated)}]}
+    result = run_in_worker(request, timeout_s, command=list(worker_command) if worker_command else None)
+    base = evaluator._base(prep, block)
+    if not result.ok:
+        return ModelResult(**base, rejection=f"evaluation failed: {result.error}", failed=True)
+    row = (result.response or {}).get("models", {}).get(prep.name)
+    if not isinstance(row, dict):
+        return ModelResult(**base, rejection="evaluation failed: the worker returned no row", failed=True)
+    return replace(ModelResult.from_json(row, name=prep.name, block=block), network=prep.network)
 
 
 # ------------------------------------------------------------------------------------------- public
+
 
 
 def evaluate_models(
@@ -457,6 +538,10 @@ def evaluate_models(
     engine: EngineSettings | None = None,
     allow_bos: bool = False,
     progress: bool = False,
+    free_tokenizer: bool | None = None,
+    isolate: bool = False,
+    timeout_s: float = 3600.0,
+    worker_command: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``models`` (oldest first) on one competition and score them against each other.
 
@@ -466,7 +551,11 @@ def evaluate_models(
     docstring). ``samples`` defaults to ``eval_pages × rows_per_page`` for FineWeb and to every sample
     otherwise. ``cache_dir=True`` uses :func:`default_cache_dir`; None/False disables the on-disk caches.
     ``hub`` is a :class:`~sn29_growth.hub.protocol.HubClient` for ``org/name`` models (default: the
-    huggingface_hub client). Raises ``ValueError`` only for unusable arguments; a bad model is a row.
+    huggingface_hub client). ``free_tokenizer`` overrides whether models bring their own tokenizers.
+    ``isolate`` tokenizes, loads and scores each model in its own worker process, killed after
+    ``timeout_s`` seconds (a hostile tokenizer that hangs or crashes then costs only its own row; the
+    Python API defaults to in-process, ``sn29 evaluate`` to isolated). Raises ``ValueError`` only for
+    unusable arguments; a bad model is a row.
     """
     if not models:
         raise ValueError("models: at least one model is needed")
@@ -500,19 +589,32 @@ def evaluate_models(
             table, [checks.architecture(p.config) if p.config else None for p in prepared], competition
         )
 
-    source, dataset_note = _resolve_dataset(dataset, comp, cache_path)
-    free = comp.free_tokenizer or isinstance(source, LocalSource) or hub_offline()
-    tokenizer_note = None
-    if free and not comp.free_tokenizer:
-        tokenizer_note = "models' own tokenizers (local data / offline imply free_tokenizer)"
-    if samples is None:
-        samples = comp.eval_pages * comp.rows_per_page if isinstance(source, FineWebSource) else 1 << 30
-    chosen = source.samples(samples, seed)
+    choice = resolve_samples(dataset, comp, samples, seed, cache_path, free_tokenizer)
+    chosen, free = choice.samples, choice.free_tokenizer
     tok_settings = TokenizeSettings.from_competition(comp, allow_bos=allow_bos)
+    if isolate:
+        import tempfile
 
-    rows = [
-        evaluator.evaluate(p, block, comp, free, chosen, tok_settings) for block, p in enumerate(prepared)
-    ]
+        with tempfile.TemporaryDirectory(prefix="sn29-eval-") as tmp:
+            request = worker_request(
+                comp,
+                ("", Path()),
+                write_samples_file(Path(tmp) / "samples.json", choice.source.name, chosen),
+                free_tokenizer=free,
+                seed=seed,
+                device=device,
+                cache_dir=cache_path,
+                allow_bos=allow_bos,
+                dataset=choice.source.name,
+            )
+            rows = [
+                _isolated_row(evaluator, p, block, comp, request, timeout_s, worker_command)
+                for block, p in enumerate(prepared)
+            ]
+    else:
+        rows = [
+            evaluator.evaluate(p, block, comp, free, chosen, tok_settings) for block, p in enumerate(prepared)
+        ]
     scored = [ModelLosses(uid=r.block, block=r.block, losses=r.losses) for r in rows if not r.rejection]
     groups = 0
     if scored:
@@ -533,8 +635,8 @@ def evaluate_models(
         ]
     return EvaluationResult(
         competition=comp.name,
-        dataset=source.name,
-        dataset_note=dataset_note,
+        dataset=choice.source.name,
+        dataset_note=choice.note,
         seed=seed,
         sample_ids=tuple(s.id for s in chosen),
         models=tuple(rows),
@@ -542,7 +644,7 @@ def evaluate_models(
         dtype="bf16" if evaluator.dtype == torch.bfloat16 else "fp32",
         group_samples=comp.group_samples,
         scored_groups=groups,
-        tokenizer_note=tokenizer_note,
+        tokenizer_note=choice.tokenizer_note,
     )
 
 

@@ -10,16 +10,16 @@ is skipped and the next best is tried.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from sn29_growth.chain.commitment import ModelCommitment, content_hash
 from sn29_growth.chain.protocol import ChainClient, RawCommitment
+from sn29_growth.checkpoint import read_config
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition
-from sn29_growth.hub.protocol import HubError, is_commit_sha
+from sn29_growth.hub.protocol import is_commit_sha
 from sn29_growth.hub.store import ModelRef, ModelStore
 
 log = logging.getLogger(__name__)
@@ -117,15 +117,59 @@ def fetch_checked(store: ModelStore, repo_id: str, commit: str, competition: Com
     return path
 
 
+PROBE_SAMPLES = 4
+PROBE_TIMEOUT_S = 600.0
+
+
+def probe_in_worker(path: Path, competition: Competition, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """Score ``path`` on a few embedded samples in a worker process a timeout kills, as a validator
+    would: its tokenizer, weights and forward pass. Returns why it cannot be scored, or None.
+
+    A model on chain is anyone's upload: this is what keeps a tokenizer that hangs or panics, or weights
+    that crash the loader, from stopping the miner that would grow it.
+    """
+    from sn29_growth.eval.evaluate import evaluate_models
+
+    result = evaluate_models(
+        [path],
+        names=["base"],
+        competition=competition,
+        dataset="local",
+        samples=PROBE_SAMPLES,
+        cache_dir=False,
+        device="cpu",
+        isolate=True,
+        timeout_s=timeout_s,
+    )
+    row = result.models[0]
+    if row.rejection:
+        return row.rejection
+    if row.n_inf == len(row.losses):
+        return "every probe sample scores +inf"
+    return None
+
+
 def best_on_chain(
-    chain: ChainClient, competition: Competition, store: ModelStore, *, limit: int = 5
+    chain: ChainClient,
+    competition: Competition,
+    store: ModelStore,
+    *,
+    limit: int = 5,
+    probe_timeout_s: float = PROBE_TIMEOUT_S,
 ) -> tuple[BaseModel, list[str]]:
-    """The best committed model that passes the checks (trying at most ``limit``), and why others failed."""
+    """The best committed model that passes the checks (trying at most ``limit``), and why others failed.
+
+    Each candidate is checked as a validator checks it, then probed in a worker process
+    (:func:`probe_in_worker`); whatever a candidate's files do, it is skipped with a reason.
+    """
     problems: list[str] = []
     for c in ranked_commitments(chain, competition.name)[:limit]:
         try:
             path = fetch_committed(c, competition, store)
-        except (ValueError, HubError, OSError) as e:
+            reason = probe_in_worker(path, competition, probe_timeout_s)
+            if reason:
+                raise ValueError(reason)
+        except Exception as e:  # anyone's upload: nothing it holds may stop the miner
             problems.append(
                 f"{c.label}: {e}" if isinstance(e, ValueError) else f"{c.label}: {type(e).__name__}: {e}"
             )
@@ -183,8 +227,5 @@ def find_base(
 
 
 def _config(path: Path) -> dict:
-    try:
-        data = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The config (bounded read); an unusable one raises ValueError naming the problem."""
+    return read_config(path)

@@ -13,12 +13,20 @@ from sn29_growth.eval.competitions import Competition
 
 
 def handle_request(request: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the request's models; ``samples_file`` (a fixed sample set) or ``dataset`` says on what."""
+    from pathlib import Path
+
+    from sn29_growth.checkpoint import TOKENIZER_JSON_LIMITS, read_json_object
+    from sn29_growth.eval.data import FixedSource
     from sn29_growth.eval.evaluate import evaluate_models
 
     comp_dict = dict(request["competition"])
     competition = Competition.from_dict(comp_dict.pop("name"), comp_dict)
     models = request["models"]
-    dataset = request.get("dataset") or "local"
+    if request.get("samples_file"):
+        dataset: Any = FixedSource.from_json(read_json_object(Path(request["samples_file"]), TOKENIZER_JSON_LIMITS))
+    else:
+        dataset = request.get("dataset") or "local"
     result = evaluate_models(
         [m["path"] for m in models],
         names=[m["key"] for m in models],
@@ -28,13 +36,12 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
         seed=int(request.get("seed", 0)),
         device=request.get("device") or "cpu",
         cache_dir=request.get("cache_dir") or True,
+        allow_bos=bool(request.get("allow_bos", False)),
+        free_tokenizer=request.get("free_tokenizer"),
     )
     out: dict[str, Any] = {}
     for row in result.models:
-        out[row.name] = {
-            "rejection": row.rejection,
-            "note": row.note,
-            "losses": None if row.rejection else [v if math.isfinite(v) else None for v in row.losses],
-            "content_hash": row.content_hash,
-        }
+        data = row.to_json()
+        data["losses"] = None if row.rejection else [v if math.isfinite(v) else None for v in row.losses]
+        out[row.name] = data
     return {"models": out, "sample_ids": list(result.sample_ids), "dataset": result.dataset}

@@ -17,8 +17,11 @@ from typing import Any
 
 from sn29_growth.chain.commitment import ModelCommitment, directory_hash, hashed_files, salted_hash
 from sn29_growth.chain.protocol import ChainClient, ChainClientError
+from sn29_growth.checkpoint import CONFIG_FILE, CheckpointFileError, read_config, read_config_or_none
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition, Competitions
+from sn29_growth.eval.data import DataSourceError
+from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import (
     ModelLosses,
     ScoreSettings,
@@ -259,6 +262,10 @@ def _prepare(
         rec.status, rec.last_eval_step = "failed", state.step
         log.error("%s: %s", rec.label, rec.reason)
         return None
+    except Exception as e:  # nothing a repository holds may propagate out of this model's stage
+        log.warning("%s: checks failed", rec.label, exc_info=True)
+        _reject(state, rec, f"unreadable: {type(e).__name__}: {e}")
+        return None
 
 
 def _cached_path(rec: ModelRecord, clients: Clients) -> Path | None:
@@ -277,13 +284,11 @@ def _is_commitment(value: str) -> bool:
 
 
 def _config(path: Path) -> dict[str, Any]:
-    import json
-
+    """The model's config, or raises _Rejected naming why it is unusable (bounded read)."""
     try:
-        data = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        return read_config(path)
+    except CheckpointFileError as e:
+        raise _Rejected(str(e).replace(str(path / CONFIG_FILE), CONFIG_FILE)) from None
 
 
 def _entry_path(rec: ModelRecord, clients: Clients) -> Path | None:
@@ -316,26 +321,40 @@ class _Rejected(HubError):
 # ------------------------------------------------------------------------------------------- evaluate + score
 
 
-def _evaluate(
+def _samples_file(comp: Competition, config: ValidatorConfig, seed: int) -> tuple[Path, bool, str]:
+    """Choose the competition's samples once for the step; every model's worker reads the same file."""
+    cache = config.model_dir / "eval-cache"
+    choice = resolve_samples(config.dataset, comp, config.samples, seed, cache / "datasets")
+    path = write_samples_file(config.model_dir / "eval-samples" / f"{comp.name}.json", choice.source.name, choice.samples)
+    return path, choice.free_tokenizer, choice.source.name
+
+
+def _evaluate_one(
+    rec: ModelRecord,
+    path: Path,
     comp: Competition,
-    ready: list[tuple[ModelRecord, Path]],
+    samples: tuple[Path, bool, str],
     clients: Clients,
     config: ValidatorConfig,
     seed: int,
-) -> dict[str, dict[str, Any]] | str:
-    request = {
-        "competition": {"name": comp.name, **comp.as_dict()},
-        "models": [{"key": r.hotkey, "path": str(p)} for r, p in ready],
-        "dataset": config.dataset,
-        "samples": config.samples,
-        "seed": seed,
-        "device": config.device,
-        "cache_dir": str(config.model_dir / "eval-cache"),
-    }
+) -> dict[str, Any] | str:
+    """One model in its own worker process: its row, or why the worker failed (crash, timeout)."""
+    samples_file, free, dataset = samples
+    request = worker_request(
+        comp,
+        (rec.hotkey, path),
+        samples_file,
+        free_tokenizer=free,
+        seed=seed,
+        device=config.device,
+        cache_dir=config.model_dir / "eval-cache",
+        dataset=dataset,
+    )
     result = clients.evaluate(request, config.eval_timeout_s)
     if not result.ok:
         return result.error
-    return result.response["models"]
+    row = (result.response or {}).get("models", {}).get(rec.hotkey)
+    return row if isinstance(row, dict) else "the worker returned no result for this model"
 
 
 def _score(
@@ -381,16 +400,24 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
                 ready.append((rec, path))
         if not ready:
             continue
-        outcome = _evaluate(comp, ready, clients, config, seed)
-        if isinstance(outcome, str):
-            report.notes.append(f"{comp.name}: evaluation failed: {outcome}")
+        try:
+            samples = _samples_file(comp, config, seed)
+        except (DataSourceError, ValueError, OSError) as e:
+            report.notes.append(f"{comp.name}: no samples this step: {e}")
             for rec, _ in ready:
-                rec.reason = f"evaluation failed: {outcome}"
+                rec.reason = f"samples unavailable: {e}"
             continue
         evaluated = []
-        for rec, _ in ready:
-            out = outcome.get(rec.hotkey, {"rejection": "missing from the evaluation response"})
+        for rec, path in ready:
+            out = _evaluate_one(rec, path, comp, samples, clients, config, seed)
             rec.last_eval_step = state.step
+            if isinstance(out, str):  # the worker crashed or timed out: revisited later, not every step
+                rec.status, rec.reason = "failed", f"evaluation failed: {out}"
+                rec.mean_loss, rec.win_rate = None, 0.0
+                _forget_from_pools(state, rec.hotkey)
+                state.failures[rec.hotkey] = state.failures.get(rec.hotkey, 0) + 1
+                log.warning("%s: %s", rec.label, rec.reason)
+                continue
             if out.get("rejection"):
                 _reject(state, rec, out["rejection"])
                 continue
@@ -416,7 +443,7 @@ def _infer_entry_competitions(state: ValidatorState, competitions: Competitions)
         if rec.competition:
             continue
         local = Path(rec.commitment)
-        arch = checks.architecture(_config(local)) if local.is_dir() else None
+        arch = checks.architecture(read_config_or_none(local) or {}) if local.is_dir() else None
         rec.competition = next(
             (c.name for c in competitions.values() if arch and c.allows_model_type(arch)), "-"
         )
