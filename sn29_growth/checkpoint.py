@@ -152,6 +152,13 @@ def write_config(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, A
     return out
 
 
+def check_destination(src: str | os.PathLike, dst: str | os.PathLike, flag: str = "DST") -> None:
+    """Refuse a destination that is the source or inside it (writing it would rewrite what is being read)."""
+    s, d = Path(src).resolve(), Path(dst).resolve()
+    if d == s or s in d.parents:
+        raise ValueError(f"{flag} {dst} is inside SRC {src}; choose a directory outside the source")
+
+
 def config_dtype_name(config: dict[str, Any]) -> str | None:
     """The weights' dtype a config records (transformers 5's ``dtype`` first, as it reads it, then ``torch_dtype``)."""
     for key in ("dtype", "torch_dtype"):

@@ -19,7 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sn29_growth.atomic import atomic_directory
-from sn29_growth.checkpoint import write_config
+from sn29_growth.checkpoint import check_destination, write_config
+from sn29_growth.io import CheckpointError, ShardedCheckpoint
 from sn29_growth.loading import ModelLoadError, check_norm_divisor, read_config, safetensors_files
 from sn29_growth.norm import validate_norm_divisor
 
@@ -46,9 +47,17 @@ def is_norm_weight(name: str) -> bool:
 
 
 def _rewrite(src: Path, dst: Path, factor: float, config: dict) -> tuple[int, float, str]:
-    """Copy ``src`` into ``dst`` with every norm gain multiplied by ``factor``; returns stats."""
+    """Copy ``src`` into ``dst`` with every norm gain multiplied by ``factor``; returns stats.
+
+    The shards are the ones the index names (checked first: a missing or partial shard is an error, and
+    nothing is written); a folder without an index has exactly one ``model.safetensors``.
+    """
+    try:
+        shards = ShardedCheckpoint(src).files
+    except CheckpointError as e:
+        raise ModelLoadError(str(e)) from None
     count, worst, dtype = 0, 0.0, "float32"
-    for shard in safetensors_files(src):
+    for shard in shards:
         tensors = {}
         with safe_open(str(shard), framework="pt") as f:
             metadata = f.metadata()
@@ -73,7 +82,8 @@ def _rewrite(src: Path, dst: Path, factor: float, config: dict) -> tuple[int, fl
     return count, worst, dtype
 
 
-def _load_raw(src: Path) -> dict:
+def _load_raw(src: Path, dst: Path) -> dict:
+    check_destination(src, dst)
     config = read_config(src)
     check_norm_divisor(config, str(src))
     if config.get("model_type") not in ("llama", "phi3"):
@@ -86,7 +96,7 @@ def _load_raw(src: Path) -> dict:
 def to_stock(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> ConversionReport:
     """Fold ``norm_divisor`` into the gains and eps; the result runs on plain transformers."""
     src, dst = Path(src), Path(dst)
-    config = _load_raw(src)
+    config = _load_raw(src, dst)
     divisor = config.get("norm_divisor")
     if divisor is None:
         raise ValueError(f"{src}: config has no norm_divisor; it is already a stock checkpoint")
@@ -106,7 +116,7 @@ def to_divisor(
     """The inverse: express a stock checkpoint with ``norm_divisor = D`` (gains ÷ sqrt(D/d), eps·d/D)."""
     src, dst = Path(src), Path(dst)
     validate_norm_divisor(norm_divisor)
-    config = _load_raw(src)
+    config = _load_raw(src, dst)
     if config.get("norm_divisor") is not None:
         raise ValueError(
             f"{src}: config already has norm_divisor={config['norm_divisor']}; convert it to stock first"

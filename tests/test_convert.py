@@ -83,3 +83,34 @@ def test_convert_errors_are_clear(save_tiny, tmp_path, capsys):
     assert main(["convert", "--to-stock", str(div), str(stock)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_index_naming_a_missing_shard_fails_and_leaves_nothing(tmp_path, capsys):
+    from sn29_growth.growth.synthetic import llama_config, write_random_checkpoint
+
+    src = write_random_checkpoint(tmp_path / "src", llama_config(norm_divisor=32), max_shard_bytes=200_000)
+    shards = sorted(src.glob("*.safetensors"))
+    assert len(shards) >= 3
+    shards[1].unlink()
+    assert main(["convert", "--to-stock", str(src), str(tmp_path / "dst")]) == 2
+    assert f"{shards[1].name}: missing shard" in capsys.readouterr().err
+    assert not (tmp_path / "dst").exists() and not list(tmp_path.glob(".dst*"))
+
+
+def test_a_destination_inside_the_source_is_refused(save_tiny, tmp_path, capsys):
+    from growth_helpers import cli as grow_cli
+
+    div = save_tiny(build_tiny("llama-mha", seed=0, norm_divisor=32), name="div")
+    assert main(["convert", "--to-stock", str(div), str(div / "stock")]) == 2
+    assert "is inside SRC" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is inside SRC"):
+        grow_cli(["grow", str(div), str(div / "grown"), "--num-layers", "3"])
+    assert sorted(p.name for p in div.iterdir()) == sorted(
+        [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        ]
+    )

@@ -185,8 +185,9 @@ def test_missing_required_keys_are_named():
         ("dataset", ""),
         ("tokenizer", 5),
         ("free_tokenizer", "yes"),
-        ("cap_sample_len", 0),
-        ("max_sequence_len", 0),
+        ("cap_sample_len", -1),
+        ("max_sequence_len", -1),
+        ("cap_sample_len", "17500"),
         ("max_tokenize_fails", -1),
         ("group_samples", 0),
         ("group_samples", 2.5),
@@ -475,3 +476,23 @@ def test_hall_of_fame_source_keeps_last_good(tmp_path):
     path.write_text("[]")
     assert source.get() is good
     assert HallOfFameSource(tmp_path / "missing.json").get() is default_hall_of_fame()
+
+
+def test_missing_keys_take_the_reference_defaults():
+    from sn29_growth.eval.competitions import REFERENCE_DEFAULTS
+
+    comp = Competition.from_dict("c00", BASE_ENTRY)
+    for key, value in REFERENCE_DEFAULTS.items():
+        assert getattr(comp, key) == value, key
+    assert comp.pool_size == 7  # the reference's code default (every published file sets 6)
+    assert comp.sample_limits(own_tokenizer=False) == (20480, 4096)
+    assert comp.sample_limits(own_tokenizer=True) == (0, None)  # no cap; no limit known: rejected
+
+
+def test_zero_cap_and_length_mean_none_and_a_whole_competition_is_not_rejected():
+    comps = parse_competitions({"c00": {**BASE_ENTRY, "cap_sample_len": 0, "max_sequence_len": 0}})
+    assert comps.rejected == {}
+    assert comps["c00"].sample_limits(own_tokenizer=False) == (0, 0)
+    assert comps["c00"].sample_limits(own_tokenizer=True) == (0, 0)
+    set_both = Competition.from_dict("c00", {**BASE_ENTRY, "cap_sample_len": 100, "max_sequence_len": 50})
+    assert set_both.sample_limits(True) == set_both.sample_limits(False) == (100, 50)

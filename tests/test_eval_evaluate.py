@@ -279,3 +279,60 @@ def test_cli_prints_hostile_rows_instead_of_a_traceback(models, tmp_path, capsys
     inline = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
     assert inline[str(models["a"])]["losses"] == doc[str(models["a"])]["losses"]
     assert "PanicException" in inline[str(panic)]["rejection"]
+
+
+def _cached_hub_tokenizer(repo_id: str, tokenizer) -> None:
+    """A Hub tokenizer laid out by hand in the (offline) Hugging Face cache, as a competition names one."""
+    from huggingface_hub import constants
+
+    sha = "c" * 40
+    root = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(sha)
+    from sn29_growth.network.tokenizer import save_tokenizer
+
+    save_tokenizer(tokenizer, root / "snapshots" / sha)
+    (root / ".no_exist" / sha).mkdir(parents=True, exist_ok=True)  # the Hub said: no config.json here
+    (root / ".no_exist" / sha / "config.json").touch()
+
+
+def test_an_unusable_own_tokenizer_falls_back_to_the_competition_s(models, tmp_path, tokenizer):
+    """As the reference does: a model's own tokenizer that cannot be used (here it makes the tokenizers
+    library panic) is replaced by the competition's tokenizer, and the row says so; with no competition
+    tokenizer the model is rejected."""
+    from sn29_growth.eval.competitions import Competition
+
+    _cached_hub_tokenizer("test-org/competition-tok", tokenizer)
+    panic = tmp_path / "panic"
+    shutil.copytree(models["a"], panic)
+    tok = json.loads((panic / "tokenizer.json").read_text())
+    tok["normalizer"] = {"type": "Replace", "pattern": {"Regex": ""}, "content": "x"}
+    (panic / "tokenizer.json").write_text(json.dumps(tok))
+    entry = {"reward": 1.0, "model_types": ["LlamaForCausalLM"], "model_size": 10**9, "parameters": 10**8,
+             "dataset": "local", "tokenizer": "test-org/competition-tok", "free_tokenizer": True,
+             "max_sequence_len": 4096}  # fmt: skip
+    comp = Competition.from_dict("c00", entry)
+    kw = dict(samples=N, cache_dir=False, competition=comp, free_tokenizer=True, fallback_tokenizer=True)
+    result = evaluate_models([str(models["a"]), str(panic)], **kw)
+    honest, fallen = result.models
+    assert fallen.rejection is None and fallen.tokenizer == "test-org/competition-tok"
+    assert "own tokenizer unusable" in fallen.note and "PanicException" in fallen.note
+    assert fallen.losses == honest.losses  # the same weights, the same (embedded) tokenizer
+    alone = evaluate_models([str(panic)], **dict(kw, fallback_tokenizer=False))
+    assert "PanicException" in alone.models[0].rejection
+
+
+def test_a_model_s_own_tokenizer_needs_a_max_sequence_len(models):
+    from sn29_growth.eval.competitions import Competition
+
+    entry = {"reward": 1.0, "model_types": ["LlamaForCausalLM"], "model_size": 10**9, "parameters": 10**8,
+             "dataset": "local", "free_tokenizer": True}  # fmt: skip
+    result = evaluate_models(
+        [str(models["a"])], samples=N, cache_dir=False, competition=Competition.from_dict("c00", entry)
+    )
+    assert "sets no max_sequence_len" in result.models[0].rejection
+    zero = Competition.from_dict("c00", {**entry, "max_sequence_len": 0})  # 0: no limit
+    assert (
+        evaluate_models([str(models["a"])], samples=N, cache_dir=False, competition=zero).models[0].rejection
+        is None
+    )

@@ -124,9 +124,14 @@ def test_a_model_holding_the_sample_brings_its_own_advantage():
     assert dict(compute_wins([a, b, c], current_block=WEEK + 1).wins) == {1: 0, 2: 1, 3: 0}
 
 
-def test_a_commit_after_the_current_block_counts_as_age_zero():
+def test_a_commit_after_the_current_block_has_no_advantage():
+    """As the reference computes it: a negative age gives factor 1 (not the full age-0 advantage)."""
     result = compute_wins([ModelLosses(1, 500, (1.0,))], current_block=100)
-    assert result.advantages[1] == pytest.approx(0.996)
+    assert result.advantages[1] == 1.0
+    holder = ModelLosses(1, 500, (100.0,))  # the only holder, from the future
+    challenger = ModelLosses(2, 600, (99.9,))  # beats 100 · 1, would not beat 100 · 0.996
+    assert dict(compute_wins([holder, challenger], current_block=100).wins) == {1: 0, 2: 1}
+    assert dict(compute_wins([holder, challenger], current_block=600).wins) == {1: 1, 2: 0}
 
 
 def test_ties_go_to_the_older_model_then_the_lower_uid():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from tokenizers import Tokenizer, normalizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -137,7 +139,63 @@ def test_fingerprints(tokenizer):
     assert tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(bos_tokenizer())
     assert TokenizeSettings(10, 20).fingerprint != TokenizeSettings(11, 20).fingerprint
     with pytest.raises(ValueError, match="cap_sample_len"):
-        TokenizeSettings(0, 20)
+        TokenizeSettings(-1, 20)
+
+
+def test_zero_means_no_cap_and_no_limit(tokenizer):
+    text = "word " * 300 + "end"
+    free = tokenize_sample(tokenizer, Sample("z", text), TokenizeSettings(0, 0))
+    assert not free.capped and free.failure is None and len(free.ids) > 300
+    assert tokenize_sample(tokenizer, Sample("c", text), TokenizeSettings(10, 0)).capped
+    assert tokenize_sample(tokenizer, Sample("l", text), TokenizeSettings(0, 5)).failure == "too_long"
+
+
+SPACED = ["Hello , world", "It is n't here ; is it ?", "Wait . Then go !", "a ' b"]
+
+
+def test_round_trips_follow_the_network_s_decode(tokenizer, tmp_path):
+    """transformers 4.44 cleans up ' ,' etc. on decode unless tokenizer_config.json says not to (or the
+    class defaults it off): such texts fail its round trip, so they fail ours too."""
+    from sn29_growth.checkpoint import save_model
+    from sn29_growth.eval.evaluate import load_tokenizer
+    from sn29_growth.eval.tokenize import network_decode
+    from sn29_growth.tiny import build_tiny
+
+    folder = tmp_path / "m"
+    save_model(build_tiny("llama-gqa"), folder, tokenizer=tokenizer)  # writes clean_up false
+    kept = load_tokenizer(folder, "llama")
+    assert all(tokenize_sample(kept, Sample("s", t), WIDE).failure is None for t in SPACED)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    del config["clean_up_tokenization_spaces"]  # silent: PreTrainedTokenizerFast defaults it on in 4.44
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    cleaned = load_tokenizer(folder, "llama")
+    assert network_decode(cleaned, cleaned("Hello , world")["input_ids"]) == "Hello, world"
+    assert cleaned.decode(cleaned("Hello , world")["input_ids"]) == "Hello , world"  # transformers 5
+    assert [tokenize_sample(cleaned, Sample("s", t), WIDE).failure for t in SPACED] == ["decode"] * 4
+    assert tokenize_sample(cleaned, Sample("s", "Hello, world."), WIDE).failure is None
+    assert tokenizer_fingerprint(cleaned) != tokenizer_fingerprint(kept)  # never one cache entry
+    (folder / "tokenizer_config.json").write_text(json.dumps(dict(config, tokenizer_class="LlamaTokenizer")))
+    assert tokenize_sample(load_tokenizer(folder), Sample("s", SPACED[0]), WIDE).failure is None
+
+
+@pytest.mark.parametrize(
+    ("config", "model_type", "expected"),
+    [
+        ({"clean_up_tokenization_spaces": False}, None, False),
+        ({"clean_up_tokenization_spaces": True, "tokenizer_class": "LlamaTokenizerFast"}, None, True),
+        ({"tokenizer_class": "PreTrainedTokenizerFast"}, "llama", True),
+        ({"tokenizer_class": "GPT2Tokenizer"}, None, True),
+        ({"tokenizer_class": "LlamaTokenizer"}, None, False),  # 4.44 picks LlamaTokenizerFast
+        ({"tokenizer_class": "GemmaTokenizerFast"}, None, False),
+        ({}, "llama", False),  # no class named: the model type's LlamaTokenizerFast
+        ({}, "phi3", False),
+        (None, None, True),
+    ],
+)
+def test_which_tokenizers_the_network_cleans_up(config, model_type, expected):
+    from sn29_growth.network.tokenizer import network_cleans_up
+
+    assert network_cleans_up(config, model_type) is expected
 
 
 def test_cache_in_memory_and_on_disk(tokenizer, corpus, tmp_path):

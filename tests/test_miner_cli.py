@@ -187,3 +187,24 @@ def test_errors_exit_with_code_2(tmp_path, capsys):
     argv = [*REPO, "--offline", "--model-dir", str(tmp_path), "--competition", "c99", "--device", "cpu"]
     assert main(argv) == 2
     assert "c99" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "No such file"),
+        ("{not json", "JSON"),
+        (json.dumps({"c00": {"reward": 1.0}}), "no valid competition"),
+    ],
+)
+def test_explicit_competitions_that_cannot_be_used_stop_before_anything_is_done(
+    tmp_path, capsys, content, reason
+):
+    comps = tmp_path / "competitions.json"
+    if content is not None:
+        comps.write_text(content)
+    argv = [*REPO, "--offline", "--model-dir", str(tmp_path / "work"), "--competitions", str(comps)]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"--competitions {comps}" in err and reason in err
+    assert not (tmp_path / "work" / "runs").exists()  # nothing grown, trained or published

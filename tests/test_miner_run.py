@@ -185,3 +185,19 @@ def test_a_failure_is_recorded_in_the_report(setup):
     (saved,) = [json.loads(p.read_text()) for p in config.runs_dir.glob("*/report.json")]
     assert saved["status"] == "failed" and "out of memory" in saved["message"]
     assert saved["growth"]["option"] == "none"
+
+
+def test_a_changed_limit_plans_in_a_new_run_directory(setup):
+    """The run directory follows the competition's limits: a smaller limit is a new plan, not a reuse of a
+    growth made for the larger one."""
+    from sn29_growth.miner.base import find_base
+    from sn29_growth.miner.run import run_id
+
+    config, clients, _ = setup
+    comps = clients.competitions.get()
+    base = find_base(config.base, comps["c00"], clients.chain, None)
+    smaller = dataclasses.replace(comps["c00"], parameters=comps["c00"].parameters // 2)
+    tighter = dataclasses.replace(comps["c00"], model_size=comps["c00"].model_size - 1)
+    ids = {run_id(base, config, c) for c in (comps["c00"], smaller, tighter)}
+    assert len(ids) == 3
+    assert run_id(base, config, comps["c00"]) == run_id(base, config, comps["c00"])

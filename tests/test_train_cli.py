@@ -85,3 +85,25 @@ def test_cli_reports_invalid_settings(base, tmp_path, capsys):
     assert "batch_size" in capsys.readouterr().err
     assert main(["train", str(base), str(tmp_path / "out"), "--new-only-steps", "2", *FLAGS]) == 2
     assert "growth_recipe.json" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_named_not_a_torch_traceback(base, tmp_path, capsys, monkeypatch):
+    """A disk that fills up while a checkpoint is written ends with a message that says so (torch itself
+    reports ``[enforce fail at inline_container.cc] unexpected pos``), and nothing partial is left."""
+    import sn29_growth.train.checkpoint as ckpt
+
+    def short_write(obj, path, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4059")
+
+    monkeypatch.setattr(ckpt.torch, "save", short_write)
+    argv = ["train", str(base), str(tmp_path / "out"), "--steps", "2", "--save-every", "2", *FLAGS]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ran out of space while writing checkpoint step 2" in err and "--resume" in err
+    assert "Traceback" not in err
+    assert not list((tmp_path / "out" / "checkpoints").iterdir())
+
+    monkeypatch.undo()
+    monkeypatch.setattr(ckpt, "_free_bytes", lambda directory: 1000)
+    assert main([*argv[:2], str(tmp_path / "out2"), *argv[3:]]) == 2
+    assert "not enough disk space for checkpoint step 2" in capsys.readouterr().err

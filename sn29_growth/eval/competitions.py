@@ -75,14 +75,45 @@ def _as_str(name: str, value: Any, *, allow_empty: bool = False) -> str:
 
 # ----------------------------------------------------------------------------------------- competition
 
+REFERENCE_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "tokenizer": None,  # no competition tokenizer: only a model's own can score it
+        "free_tokenizer": False,
+        "max_tokenize_fails": 3,  # more than this many failed round trips reject a tokenizer
+        "group_samples": 1,  # no grouping
+        "pool_size": 7,  # (every published file sets 6)
+        "pend_size": 3,
+        "advantage_initial": 0.004,
+        "advantage_decay": 0.995,  # per epoch of 361 blocks
+        "weight_skew_factor": 1.2,
+        "rows_per_page": 25,
+        "eval_samples": 1500,
+        "discard_winrate": 0.02,
+    }
+)
+"""What the reference validator (coldint_validator 1.0.x) uses when competitions.json (``default``
+included) omits a key; the one list of them here. Two knobs depend on the tokenizer that scores:
+
+- ``cap_sample_len`` absent: 20480 characters with the competition's tokenizer, no cap with a model's
+  own; 0 means no cap;
+- ``max_sequence_len`` absent: 4096 tokens with the competition's tokenizer; with a model's own the
+  reference cannot score it (it rejects the model); 0 means no limit.
+
+``eval_pages`` is this project's own knob (FineWeb pages per evaluation); the reference does not read it.
+"""
+REFERENCE_CAP_SAMPLE_LEN = 20480
+REFERENCE_MAX_SEQUENCE_LEN = 4096
+
 
 @dataclass(frozen=True, kw_only=True)
 class Competition:
     """One competition after merging ``default``. Field names are the JSON keys.
 
-    Defaults are those the reference validator used when a key was absent. ``tokenizer`` ``None`` means the
-    model's own tokenizer is used. ``model_size`` is in bytes, ``cap_sample_len`` in characters. Unknown keys
-    (``comment`` and any future knob) are kept read-only in ``extra``.
+    Defaults are those the reference validator used when a key was absent (:data:`REFERENCE_DEFAULTS`).
+    ``tokenizer`` ``None`` means the model's own tokenizer is used. ``model_size`` is in bytes,
+    ``cap_sample_len`` in characters; ``cap_sample_len``/``max_sequence_len`` ``None`` mean the key was
+    absent (see :meth:`sample_limits`), 0 means no cap/limit. Unknown keys (``comment`` and any future
+    knob) are kept read-only in ``extra``.
     """
 
     name: str
@@ -91,21 +122,21 @@ class Competition:
     model_size: int
     parameters: int
     dataset: str
-    tokenizer: str | None = None
-    free_tokenizer: bool = False
-    cap_sample_len: int = 20480
-    max_sequence_len: int = 4096
-    max_tokenize_fails: int = 3
-    group_samples: int = 1
-    pool_size: int = 6
-    pend_size: int = 3
-    advantage_initial: float = 0.004
-    advantage_decay: float = 0.995
-    weight_skew_factor: float = 1.2
-    rows_per_page: int = 25
+    tokenizer: str | None = REFERENCE_DEFAULTS["tokenizer"]
+    free_tokenizer: bool = REFERENCE_DEFAULTS["free_tokenizer"]
+    cap_sample_len: int | None = None
+    max_sequence_len: int | None = None
+    max_tokenize_fails: int = REFERENCE_DEFAULTS["max_tokenize_fails"]
+    group_samples: int = REFERENCE_DEFAULTS["group_samples"]
+    pool_size: int = REFERENCE_DEFAULTS["pool_size"]
+    pend_size: int = REFERENCE_DEFAULTS["pend_size"]
+    advantage_initial: float = REFERENCE_DEFAULTS["advantage_initial"]
+    advantage_decay: float = REFERENCE_DEFAULTS["advantage_decay"]
+    weight_skew_factor: float = REFERENCE_DEFAULTS["weight_skew_factor"]
+    rows_per_page: int = REFERENCE_DEFAULTS["rows_per_page"]
     eval_pages: int = 8
-    eval_samples: int = 1500
-    discard_winrate: float = 0.02
+    eval_samples: int = REFERENCE_DEFAULTS["eval_samples"]
+    discard_winrate: float = REFERENCE_DEFAULTS["discard_winrate"]
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -129,11 +160,12 @@ class Competition:
                 raise ValueError(f"model_types: {t!r} is not a class name")
         put("model_types", tuple(self.model_types))
 
+        for key in ("cap_sample_len", "max_sequence_len"):  # None: absent (JSON null reads the same)
+            if getattr(self, key) is not None:
+                put(key, _as_int(key, getattr(self, key), 0))
         for key, minimum, maximum in (
             ("model_size", 1, None),
             ("parameters", 1, None),
-            ("cap_sample_len", 1, None),
-            ("max_sequence_len", 1, None),
             ("max_tokenize_fails", 0, None),
             ("group_samples", 1, None),
             ("pool_size", 1, None),
@@ -200,6 +232,17 @@ class Competition:
                 value = getattr(self, f.name)
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    def sample_limits(self, own_tokenizer: bool) -> tuple[int, int | None]:
+        """``(cap_sample_len, max_sequence_len)`` for a sample scored with the competition's tokenizer or a
+        model's own (0 = no cap/limit), as the reference applies them; ``max_sequence_len`` None: the
+        competition sets none and a model's own tokenizer cannot be scored (the reference rejects it)."""
+        if own_tokenizer:
+            cap = self.cap_sample_len or 0
+            return cap, self.max_sequence_len
+        cap = REFERENCE_CAP_SAMPLE_LEN if self.cap_sample_len is None else self.cap_sample_len
+        limit = REFERENCE_MAX_SEQUENCE_LEN if self.max_sequence_len is None else self.max_sequence_len
+        return cap, limit
 
     def allows_model_type(self, class_name: str) -> bool:
         """Exact class-name match (the reference matched substrings of ``str(type(model))``)."""
@@ -439,7 +482,9 @@ class _LastGoodSource(Generic[T]):
     """Re-reads ``location`` on :meth:`get` and keeps serving the last good result when a read fails.
 
     ``min_interval_s`` rate-limits re-reads (measured from the last attempt, failed or not); ``clock`` is
-    injectable for tests. With ``location=None`` the packaged copy is served.
+    injectable for tests. With ``location=None`` the packaged copy is served. ``strict`` (for tools that
+    act once, like the miner): an explicit ``location`` that has never been read successfully is an
+    error naming it, never a silent fall-back to the packaged copy's limits.
     """
 
     what = "config"
@@ -451,6 +496,7 @@ class _LastGoodSource(Generic[T]):
         timeout: float = DEFAULT_TIMEOUT_S,
         min_interval_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        strict: bool = False,
     ) -> None:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout: must be > 0, got {timeout}")
@@ -460,6 +506,7 @@ class _LastGoodSource(Generic[T]):
         self.timeout = float(timeout)
         self.min_interval_s = float(min_interval_s)
         self._clock = clock
+        self.strict = strict
         self._last_good: T | None = None
         self._last_attempt: float | None = None
         self.last_error: str | None = None
@@ -478,6 +525,8 @@ class _LastGoodSource(Generic[T]):
             self._refresh()
         if self._last_good is not None:
             return self._last_good
+        if self.location is not None and self.strict:
+            raise ValueError(f"--{self.what.replace(' ', '-')} {self.location}: {self.last_error or 'not read'}")
         if self.location is not None:
             logger.warning("%s: no good read of %s yet; using the packaged default", self.what, self.location)
         return self._default()
@@ -496,6 +545,17 @@ class _LastGoodSource(Generic[T]):
             return
         self._last_good = fresh
         self.last_error = None
+
+    def describe(self) -> str:
+        """Where the result :meth:`get` serves comes from, and whether the last read failed."""
+        if self._last_good is not None:
+            origin = getattr(self._last_good, "origin", self.location)
+        else:
+            origin = getattr(self._default(), "origin", "the packaged copy")
+        if self.last_error and self.location is not None:
+            kept = "the last good copy" if self._last_good is not None else "the packaged copy"
+            return f"{origin} (reading {self.location} failed: {self.last_error}; using {kept})"
+        return str(origin)
 
     def _parse(self, data: bytes, origin: str) -> T:
         raise NotImplementedError

@@ -259,10 +259,46 @@ def _has_tokenizer(path: Path) -> bool:
     return any((path / name).is_file() for name in OWN_TOKENIZER_FILES)
 
 
-def load_tokenizer(source: str | os.PathLike):
+class _Unusable(ValueError):
+    """A model's tokenizer cannot score it (the message is the reason)."""
+
+
+@dataclass(frozen=True)
+class TokenizerPolicy:
+    """Which tokenizer scores a model: its own (``own``, i.e. free_tokenizer), with the competition's
+    standing in when the own one cannot be used (``fallback``, as the reference does), else the
+    competition's; ``allow_bos`` is the local opt-out of :mod:`sn29_growth.eval.tokenize`."""
+
+    own: bool
+    fallback: bool = True
+    allow_bos: bool = False
+
+
+def load_tokenizer(source: str | os.PathLike, model_type: str | None = None):
+    """A tokenizer (folder or Hub name) marked with whether the network's decode cleans up spaces."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(os.fspath(source), trust_remote_code=False)
+    from sn29_growth.eval.tokenize import NETWORK_CLEAN_UP
+    from sn29_growth.network.tokenizer import network_cleans_up
+
+    tokenizer = AutoTokenizer.from_pretrained(os.fspath(source), trust_remote_code=False)
+    setattr(tokenizer, NETWORK_CLEAN_UP, network_cleans_up(_tokenizer_config(source), model_type))
+    return tokenizer
+
+
+def _tokenizer_config(source: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``tokenizer_config.json`` of a folder, or of a Hub tokenizer in the local cache (None if absent)."""
+    from sn29_growth.checkpoint import TOKENIZER_CONFIG, read_json_object
+
+    path = Path(source) / TOKENIZER_CONFIG
+    if not Path(source).is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(os.fspath(source), TOKENIZER_CONFIG)
+        path = Path(cached) if isinstance(cached, str) else None
+    if path is None or not path.is_file():
+        return None
+    return read_json_object(path)
 
 
 def _placement(device: str, n_params: int | None) -> dict[str, Any]:
@@ -351,14 +387,58 @@ class _Evaluator:
             )
         return prep.path
 
-    def tokenizer_for(self, path: Path, competition: Competition, free: bool):
-        if (free or not competition.tokenizer) and _has_tokenizer(path):
-            return load_tokenizer(path), "own"
-        if not competition.tokenizer:
-            raise ValueError("the model has no tokenizer files and the competition names no tokenizer")
+    def competition_tokenizer(self, competition: Competition):
         if competition.tokenizer not in self._competition_tokenizers:
             self._competition_tokenizers[competition.tokenizer] = load_tokenizer(competition.tokenizer)
-        return self._competition_tokenizers[competition.tokenizer], competition.tokenizer
+        return self._competition_tokenizers[competition.tokenizer]
+
+    def tokenize(self, path: Path, model_type, competition: Competition, policy: TokenizerPolicy, samples):
+        """``(tokenizer, its name, settings, tokens, note)`` under the network's rule, or raises
+        :class:`_Unusable` with the reason.
+
+        A model's own tokenizer (``tokenizer.json``, when ``policy.own``) must load on the network's stack
+        and pass the round trips; if it does not, the competition's tokenizer scores the model instead,
+        as the reference does (``policy.fallback``), else the model is rejected for it.
+        """
+        own_problem = None
+        if (policy.own or not competition.tokenizer) and (path / "tokenizer.json").is_file():
+            if competition.sample_limits(own_tokenizer=True)[1] is None:  # the reference rejects, no fallback
+                raise _Unusable(
+                    "the competition sets no max_sequence_len, without which the network's validators "
+                    "cannot score a model's own tokenizer"
+                )
+            try:
+                return (*self._tokenize_with(path, model_type, competition, policy, samples), None)
+            except PASS_THROUGH:
+                raise
+            except _Unusable as e:
+                own_problem = str(e)
+            except BaseException as e:  # e.g. a tokenizers PanicException, a BaseException
+                log.warning("own tokenizer of %s failed", path, exc_info=True)
+                own_problem = f"tokenizer: {type(e).__name__}: {e}"
+            if not (competition.tokenizer and policy.fallback):
+                raise _Unusable(own_problem)
+        if not competition.tokenizer:
+            raise _Unusable("the model has no tokenizer.json and the competition names no tokenizer")
+        found = self._tokenize_with(None, model_type, competition, policy, samples)
+        note = None
+        if own_problem:
+            note = f"own tokenizer unusable ({own_problem}); scored with {competition.tokenizer}, as the network does"
+        return (*found, note)
+
+    def _tokenize_with(self, path: Path | None, model_type, competition: Competition, policy, samples):
+        own = path is not None
+        if own:
+            problem = check_model(path).loading_problem()
+            if problem:
+                raise _Unusable(problem)
+        settings = TokenizeSettings.from_competition(competition, own_tokenizer=own, allow_bos=policy.allow_bos)
+        tokenizer = load_tokenizer(path, model_type) if own else self.competition_tokenizer(competition)
+        tokens = self.tokenizations.tokenize(tokenizer, samples, settings)
+        reason = tokens.rejection(competition.max_tokenize_fails)
+        if reason:
+            raise _Unusable(reason)
+        return tokenizer, "own" if own else competition.tokenizer, settings, tokens
 
     def gate(self, prep: _Prepared, block: int, competition: Competition) -> ModelResult | Path:
         """The checks that read no tokenizer and no weights, then the download: a path, or a rejected row."""
@@ -387,7 +467,7 @@ class _Evaluator:
         return dict(name=prep.name, block=block, architecture=arch, network=prep.network)
 
     def evaluate(
-        self, prep: _Prepared, block: int, competition: Competition, free: bool, samples, tok_settings
+        self, prep: _Prepared, block: int, competition: Competition, policy: TokenizerPolicy, samples
     ) -> ModelResult:
         """One model's row, in this process. Whatever its files do, the result is a row, never a raise."""
         stage = "checks"
@@ -396,7 +476,7 @@ class _Evaluator:
             if isinstance(gated, ModelResult):
                 return gated
             stage = "evaluation"
-            return self._evaluate(prep, gated, block, competition, free, samples, tok_settings)
+            return self._evaluate(prep, gated, block, competition, policy, samples)
         except PASS_THROUGH:
             raise
         except BaseException as e:  # e.g. a tokenizers PanicException (a BaseException) from hostile files
@@ -404,31 +484,27 @@ class _Evaluator:
             return ModelResult(**self._base(prep, block), rejection=f"{stage}: {type(e).__name__}: {e}")
 
     def _evaluate(
-        self, prep: _Prepared, path: Path, block: int, competition: Competition, free: bool, samples, tok_settings
+        self, prep: _Prepared, path: Path, block: int, competition: Competition, policy, samples
     ) -> ModelResult:
         from sn29_growth.loading import ModelLoadError, load_model
 
         base = self._base(prep, block)
         try:
-            tokenizer, tok_name = self.tokenizer_for(path, competition, free)
-            if tok_name == "own":
-                problem = check_model(path).loading_problem()
-                if problem:
-                    return ModelResult(**base, rejection=problem)
-            tokens = self.tokenizations.tokenize(tokenizer, samples, tok_settings)
+            tokenizer, tok_name, tok_settings, tokens, tok_note = self.tokenize(
+                path, prep.config.get("model_type"), competition, policy, samples
+            )
         except PASS_THROUGH:
             raise
+        except _Unusable as e:
+            return ModelResult(**base, rejection=str(e))
         except BaseException as e:  # a broken tokenizer of one model must not stop the evaluation
             log.warning("%s: tokenizer failed", prep.name, exc_info=True)
             return ModelResult(**base, rejection=f"tokenizer: {type(e).__name__}: {e}")
         base.update(tokenizer=tok_name)
-        reason = tokens.rejection(competition.max_tokenize_fails)
         vocab = prep.config.get("vocab_size")
         max_id = max(checks.tokenizer_max_id(tokenizer), tokens.max_id)
-        if reason is None and isinstance(vocab, int) and max_id >= vocab:
-            reason = f"token id {max_id} is not below the model's vocab_size {vocab}"
-        if reason:
-            return ModelResult(**base, rejection=reason)
+        if isinstance(vocab, int) and max_id >= vocab:
+            return ModelResult(**base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}")
 
         content = model_content_hash(path, self.cache_dir)
         base.update(content_hash=content)
@@ -445,7 +521,7 @@ class _Evaluator:
         cached = self.losses.get(content, fp, keys)
         if len(cached) == len(keys):
             log.info("%s: all %d losses from the cache", prep.name, len(keys))
-            return ModelResult(**base, losses=tuple(cached[k] for k in keys))
+            return ModelResult(**base, losses=tuple(cached[k] for k in keys), note=tok_note)
 
         try:
             n_params = checks.count_parameters_safe(prep.config) if self.device.startswith("cuda") else None
@@ -463,7 +539,7 @@ class _Evaluator:
             if reason:
                 return ModelResult(**base, rejection=reason)
             bad = checks.nonfinite_parameters(model)
-            note = None
+            note = tok_note
             if bad:
                 note = f"non-finite weights ({bad[0]}{', ...' if len(bad) > 1 else ''}): every sample +inf"
                 losses = tuple(math.inf for _ in samples)
@@ -539,6 +615,7 @@ def evaluate_models(
     allow_bos: bool = False,
     progress: bool = False,
     free_tokenizer: bool | None = None,
+    fallback_tokenizer: bool | None = None,
     isolate: bool = False,
     timeout_s: float = 3600.0,
     worker_command: Sequence[str] | None = None,
@@ -591,7 +668,8 @@ def evaluate_models(
 
     choice = resolve_samples(dataset, comp, samples, seed, cache_path, free_tokenizer)
     chosen, free = choice.samples, choice.free_tokenizer
-    tok_settings = TokenizeSettings.from_competition(comp, allow_bos=allow_bos)
+    fallback = choice.fallback_tokenizer if fallback_tokenizer is None else fallback_tokenizer
+    policy = TokenizerPolicy(own=free, fallback=fallback, allow_bos=allow_bos)
     if isolate:
         import tempfile
 
@@ -606,6 +684,7 @@ def evaluate_models(
                 cache_dir=cache_path,
                 allow_bos=allow_bos,
                 dataset=choice.source.name,
+                fallback_tokenizer=fallback,
             )
             rows = [
                 _isolated_row(evaluator, p, block, comp, request, timeout_s, worker_command)
@@ -613,7 +692,7 @@ def evaluate_models(
             ]
     else:
         rows = [
-            evaluator.evaluate(p, block, comp, free, chosen, tok_settings) for block, p in enumerate(prepared)
+            evaluator.evaluate(p, block, comp, policy, chosen) for block, p in enumerate(prepared)
         ]
     scored = [ModelLosses(uid=r.block, block=r.block, losses=r.losses) for r in rows if not r.rejection]
     groups = 0

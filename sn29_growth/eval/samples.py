@@ -54,6 +54,7 @@ class SampleChoice:
     samples: tuple
     free_tokenizer: bool
     tokenizer_note: str | None
+    fallback_tokenizer: bool = True  # the competition's tokenizer can stand in for a model's own
 
 
 def resolve_samples(
@@ -66,14 +67,15 @@ def resolve_samples(
 ) -> SampleChoice:
     """Pick the samples once (see the module docstring for the defaults); raises DataSourceError."""
     source, note = _resolve_dataset(dataset, competition, cache_dir)
+    forced = isinstance(source, LocalSource) or hub_offline()  # competition tokenizers are out of reach
     if free_tokenizer is None:
-        free_tokenizer = competition.free_tokenizer or isinstance(source, LocalSource) or hub_offline()
+        free_tokenizer = competition.free_tokenizer or forced
     tokenizer_note = None
     if free_tokenizer and not competition.free_tokenizer:
         tokenizer_note = "models' own tokenizers (local data / offline imply free_tokenizer)"
     if samples is None:
         samples = competition.eval_pages * competition.rows_per_page if isinstance(source, FineWebSource) else 1 << 30
-    return SampleChoice(source, note, source.samples(samples, seed), free_tokenizer, tokenizer_note)
+    return SampleChoice(source, note, source.samples(samples, seed), free_tokenizer, tokenizer_note, not forced)
 
 
 def worker_request(
@@ -87,6 +89,7 @@ def worker_request(
     cache_dir: Path | None,
     allow_bos: bool = False,
     dataset: str = "",
+    fallback_tokenizer: bool = True,
 ) -> dict[str, Any]:
     """The request a worker process evaluates: one model ``(name, path)`` on a fixed sample file."""
     return {
@@ -94,6 +97,7 @@ def worker_request(
         "models": [{"key": model[0], "path": str(model[1])}],
         "samples_file": str(samples_file),
         "free_tokenizer": free_tokenizer,
+        "fallback_tokenizer": fallback_tokenizer,
         "allow_bos": allow_bos,
         "seed": seed,
         "device": device,

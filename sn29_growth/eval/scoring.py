@@ -245,7 +245,7 @@ def compute_wins(
 
     - Models are ordered by ``(block, uid)``: oldest commit first, equal blocks by lower uid.
     - Each model ``m`` has ``adv(m) = advantage(current_block − block_m)`` — its age at the current block, as
-      the reference validator computed it (a commit after ``current_block`` counts as age 0).
+      the reference validator computed it; a commit after ``current_block`` gets no advantage (factor 1).
     - Per sample, the oldest model holds it; walking newer models in order, model ``n`` takes the sample from
       the current holder ``W`` iff ``loss_n < loss_W · adv(W)`` (strict: an exact tie stays with ``W``). Only
       the holder's advantage applies, and a model's own advantage applies from the moment it holds the sample.
@@ -267,7 +267,12 @@ def compute_wins(
             f"models: every model needs the same number of samples, got lengths {sorted(lengths)}"
         )
     adv = np.array(
-        [advantage(max(0, current_block - m.block), advantage_initial, advantage_decay) for m in ordered]
+        [
+            advantage(current_block - m.block, advantage_initial, advantage_decay)
+            if m.block <= current_block
+            else 1.0  # committed after the current block: no advantage, as the reference computes it
+            for m in ordered
+        ]
     )
     mat = np.array([m.losses for m in ordered], dtype=np.float64).reshape(len(ordered), -1)
     valid = ~np.all(np.isposinf(mat), axis=0)

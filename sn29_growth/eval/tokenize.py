@@ -3,12 +3,19 @@
 The rule, as the subnet's validators apply it to every sample:
 
 1. a text longer than ``cap_sample_len`` characters is cut at the last space before the cap (at the cap
-   when there is none) and marked *capped*;
+   when there is none) and marked *capped* (``cap_sample_len`` 0: no cap);
 2. ``ids = tokenizer(text)["input_ids"]`` with the tokenizer's default special tokens; if
    ``tokenizer.decode(ids) != text`` the sample scores +inf (a *decode failure*; more than
    ``max_tokenize_fails`` of them reject the tokenizer);
 3. the EOS id is appended unless the text was capped;
-4. more than ``max_sequence_len`` ids scores +inf.
+4. more than ``max_sequence_len`` ids scores +inf (``max_sequence_len`` 0: no limit).
+
+Decoding follows the network's transformers (4.44), not ours: 4.44 cleans up tokenization spaces
+(``" ,"`` → ``","``, ``" n't"`` → ``"n't"``, …) unless ``tokenizer_config.json`` turns it off or the
+tokenizer's class defaults it off, so ``"Hello , world"`` fails the round trip there; transformers 5
+never cleans up. :func:`network_decode` decodes without clean-up and then applies 4.44's clean-up when
+the loaded tokenizer is marked for it (:data:`NETWORK_CLEAN_UP`, set by the evaluation's loader from the
+tokenizer's files), so a tokenizer the network rejects is rejected here too.
 
 BOS tokens. A tokenizer that prepends a BOS token fails step 2 (the decoded text starts with the BOS
 string), so under the subnet's rule every sample is a decode failure and the tokenizer is rejected. That
@@ -31,6 +38,7 @@ from pathlib import Path
 from sn29_growth.atomic import atomic_write_json
 from sn29_growth.corpus import Sample
 from sn29_growth.eval.data import sample_key
+from sn29_growth.network.tokenizer import clean_up_tokenization
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +59,24 @@ class TokenizeSettings:
     def __post_init__(self) -> None:
         for name in ("cap_sample_len", "max_sequence_len"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: must be an integer >= 0 (0: none), got {value!r}")
         if not isinstance(self.allow_bos, bool):
             raise ValueError(f"allow_bos: must be true/false, got {self.allow_bos!r}")
 
     @classmethod
-    def from_competition(cls, competition, *, allow_bos: bool = False) -> TokenizeSettings:
-        return cls(competition.cap_sample_len, competition.max_sequence_len, allow_bos)
+    def from_competition(
+        cls, competition, *, own_tokenizer: bool = False, allow_bos: bool = False
+    ) -> TokenizeSettings:
+        """The competition's limits for its own tokenizer or a model's (see ``Competition.sample_limits``);
+        ValueError when the competition gives a model's own tokenizer no ``max_sequence_len``."""
+        cap, limit = competition.sample_limits(own_tokenizer)
+        if limit is None:
+            raise ValueError(
+                "the competition sets no max_sequence_len, without which the network's validators cannot "
+                "score a model's own tokenizer"
+            )
+        return cls(cap, limit, allow_bos)
 
     def as_dict(self) -> dict:
         return {
@@ -127,8 +145,8 @@ class TokenizedSet:
 
 
 def cap_text(text: str, cap_sample_len: int) -> tuple[str, bool]:
-    """Step 1: cut at the last space before ``cap_sample_len`` (at the cap when there is none)."""
-    if len(text) <= cap_sample_len:
+    """Step 1: cut at the last space before ``cap_sample_len`` (at the cap when there is none); 0: no cap."""
+    if not cap_sample_len or len(text) <= cap_sample_len:
         return text, False
     cut = text.rfind(" ", 0, cap_sample_len)
     return (text[:cut] if cut >= 0 else text[:cap_sample_len]), True
@@ -148,9 +166,24 @@ def tokenizer_fingerprint(tokenizer) -> str:
         "add_bos_token": getattr(tokenizer, "add_bos_token", None),
         "add_eos_token": getattr(tokenizer, "add_eos_token", None),
         "clean_up_tokenization_spaces": getattr(tokenizer, "clean_up_tokenization_spaces", None),
+        "network_clean_up": network_clean_up(tokenizer),
     }
     h.update(json.dumps(special, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+NETWORK_CLEAN_UP = "sn29_network_clean_up"
+"""Attribute set on a loaded tokenizer: whether the network's transformers 4.44 cleans up on decode."""
+
+
+def network_clean_up(tokenizer) -> bool:
+    return bool(getattr(tokenizer, NETWORK_CLEAN_UP, False))
+
+
+def network_decode(tokenizer, ids: Sequence[int]) -> str:
+    """``tokenizer.decode(ids)`` as transformers 4.44 computes it (see the module docstring)."""
+    text = tokenizer.decode(list(ids), clean_up_tokenization_spaces=False)
+    return clean_up_tokenization(text) if network_clean_up(tokenizer) else text
 
 
 def _apply_rule(
@@ -159,15 +192,15 @@ def _apply_rule(
     bos = getattr(tokenizer, "bos_token_id", None)
     leading_bos = bos is not None and len(ids) > 0 and ids[0] == bos
     if s.allow_bos and leading_bos:
-        round_trip = tokenizer.decode(ids[1:]) == text
+        round_trip = network_decode(tokenizer, ids[1:]) == text
     else:
-        round_trip = tokenizer.decode(ids) == text
+        round_trip = network_decode(tokenizer, ids) == text
     if not round_trip:
-        failure = BOS if leading_bos and tokenizer.decode(ids[1:]) == text else DECODE
+        failure = BOS if leading_bos and network_decode(tokenizer, ids[1:]) == text else DECODE
         return Tokenized(sample_id, None, capped, failure)
     if not capped:
         ids = [*ids, tokenizer.eos_token_id]
-    if len(ids) > s.max_sequence_len:
+    if s.max_sequence_len and len(ids) > s.max_sequence_len:
         return Tokenized(sample_id, None, capped, TOO_LONG)
     return Tokenized(sample_id, tuple(int(i) for i in ids), capped)
 

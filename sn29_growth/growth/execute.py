@@ -21,7 +21,7 @@ from typing import Any
 
 from sn29_growth.arch import IGNORED_TENSORS, UnsupportedArchitecture, compare_tensors
 from sn29_growth.atomic import atomic_directory, atomic_write_json, atomic_write_text
-from sn29_growth.checkpoint import GENERATION_CONFIG_FILE, RECIPE_FILE, write_config
+from sn29_growth.checkpoint import GENERATION_CONFIG_FILE, RECIPE_FILE, check_destination, write_config
 from sn29_growth.growth.card import model_card
 from sn29_growth.growth.engine import grow_tensor, new_masks, new_slices
 from sn29_growth.growth.plan import GrowthPlan, resolve_plan
@@ -246,6 +246,7 @@ def grow_checkpoint(
     if dst.exists() and not overwrite:
         raise FileExistsError(f"DST {dst} already exists; choose a new directory")
     source = src if isinstance(src, SourceInfo) else resolve_source(src)
+    check_destination(source.path, dst)
     config = read_config(source.path)
     check_norm_divisor(config, str(source.path))
     resolve_plan(spec, config)  # flags and architecture are checked before any shard is opened

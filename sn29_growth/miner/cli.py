@@ -212,7 +212,7 @@ def build_clients(config: MinerConfig, args: argparse.Namespace) -> MinerClients
         chain=chain,
         hub=HfHubClient(),
         hotkey=chain.hotkey,
-        competitions=CompetitionsSource(args.competitions),
+        competitions=CompetitionsSource(args.competitions, strict=True),
     )
 
 

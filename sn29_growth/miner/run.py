@@ -131,8 +131,9 @@ def _f(x: float | None) -> str:
 # ------------------------------------------------------------------------------------------- pieces
 
 
-def run_id(base: BaseModel, config: MinerConfig) -> str:
-    """A short id of (base content, growth request, training settings): same inputs, same run directory."""
+def run_id(base: BaseModel, config: MinerConfig, competition: Competition) -> str:
+    """A short id of (base content, limits, growth request, training settings): same inputs, same run
+    directory. The competition's limits are part of it: a changed limit plans (and grows) anew."""
     grow = config.grow
     if grow not in ("auto", "none"):
         grow = hashlib.sha256(Path(grow).read_bytes()).hexdigest()
@@ -141,6 +142,7 @@ def run_id(base: BaseModel, config: MinerConfig) -> str:
     doc = {
         "base": content,
         "competition": config.competition,
+        "limits": {"parameters": competition.parameters, "model_size": competition.model_size},
         "grow": grow,
         "grow_seed": config.grow_seed,
         "train": _train_fingerprint(config.train),
@@ -291,7 +293,7 @@ def run_miner(config: MinerConfig, clients: MinerClients) -> MinerReport:
 
     base = find_base(config.base, comp, clients.chain, store)
     chain_best = base if config.base is None else _chain_best(clients.chain, comp, store)
-    run_dir = config.runs_dir / run_id(base, config)
+    run_dir = config.runs_dir / run_id(base, config, comp)
     run_dir.mkdir(parents=True, exist_ok=True)
     report = MinerReport("failed", comp.name, str(run_dir), base=base.to_dict())
     seconds = {"base": time.monotonic() - t0}

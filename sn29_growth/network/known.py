@@ -189,3 +189,19 @@ TOKENIZER_COMPONENTS: dict[str, frozenset[str]] = {
     ),
     "model": frozenset({"BPE", "Unigram", "WordLevel", "WordPiece"}),
 }
+
+CLEAN_UP_OFF_BY_DEFAULT: frozenset[str] = frozenset(
+    {
+        "BloomTokenizerFast",
+        "CodeLlamaTokenizerFast",
+        "CohereTokenizerFast",
+        "GemmaTokenizerFast",
+        "LlamaTokenizerFast",
+        "Qwen2Tokenizer",
+    }
+)
+"""Tokenizer classes whose ``clean_up_tokenization_spaces`` defaults to False in transformers 4.44; every
+other class (``PreTrainedTokenizerFast`` among them) defaults to True when tokenizer_config.json is silent."""
+
+TOKENIZER_CLASS_BY_MODEL_TYPE: dict[str, str] = {"llama": "LlamaTokenizerFast", "phi3": "LlamaTokenizerFast"}
+"""The class 4.44's AutoTokenizer picks from config.json's model_type when tokenizer_config.json names none."""

@@ -18,6 +18,11 @@ from typing import Any
 from sn29_growth.atomic import atomic_write_json
 from sn29_growth.checkpoint import TOKENIZER_CONFIG, TOKENIZER_FILES, TOKENIZER_JSON, read_json_object
 from sn29_growth.network.config import NetworkFormatError
+from sn29_growth.network.known import (
+    CLEAN_UP_OFF_BY_DEFAULT,
+    TOKENIZER_CLASS_BY_MODEL_TYPE,
+    TOKENIZER_CLASSES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +166,44 @@ def extend_tokenizer_files(src: Path, dst: Path, old_vocab: int, new_vocab: int)
             config["added_tokens_decoder"] = decoder
         atomic_write_json(dst / TOKENIZER_CONFIG, network_tokenizer_config(config), indent=2)
     return len(new)
+
+
+# ------------------------------------------------------------------------------------------- decoding
+
+CLEAN_UP_REPLACEMENTS = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
+"""transformers 4.44's ``clean_up_tokenization``: these replacements, in this order, on the decoded text."""
+
+
+def clean_up_tokenization(text: str) -> str:
+    """What transformers 4.44's decode does to a text when ``clean_up_tokenization_spaces`` is on."""
+    for old, new in CLEAN_UP_REPLACEMENTS:
+        text = text.replace(old, new)
+    return text
+
+
+def network_cleans_up(tokenizer_config: dict[str, Any] | None, model_type: str | None = None) -> bool:
+    """Whether transformers 4.44's ``decode`` cleans up tokenization spaces for this tokenizer.
+
+    The value ``tokenizer_config.json`` sets wins; otherwise the default of the class 4.44 instantiates
+    (``tokenizer_class``, its fast variant, or the class of the model's ``model_type``): False for the
+    Llama/Gemma-style fast classes, True for every other, ``PreTrainedTokenizerFast`` included.
+    """
+    config = tokenizer_config or {}
+    if "clean_up_tokenization_spaces" in config:
+        return bool(config["clean_up_tokenization_spaces"])
+    cls = config.get("tokenizer_class") or TOKENIZER_CLASS_BY_MODEL_TYPE.get(model_type or "")
+    if cls is None:
+        return True
+    fast = cls if cls.endswith("Fast") or f"{cls}Fast" not in TOKENIZER_CLASSES else f"{cls}Fast"
+    return fast not in CLEAN_UP_OFF_BY_DEFAULT

@@ -15,6 +15,7 @@ step is the whole scheduler state.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -143,6 +144,61 @@ def save_model_files(
         save_model(model, directory, state_dict=state_dict, dtype=dtype)
 
 
+class DiskFull(RuntimeError):
+    """A checkpoint or the final model did not fit on the disk; the message says where and what to do."""
+
+
+def _free_bytes(directory: Path) -> int:
+    probe = Path(directory).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch's zip writer reports a short write as "[enforce fail at inline_container.cc] unexpected pos"
+    return "No space left on device" in str(error) or "unexpected pos" in str(error)
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(what: str, directory: Path, needed: int) -> Iterator[None]:
+    """Check the disk has room for ``needed`` bytes first, and turn a write that runs out of space into
+    :class:`DiskFull` naming the directory (not ``unexpected pos`` from deep inside torch)."""
+    advice = "free some space (or choose another OUT_DIR) and run the same command with --resume"
+    free = _free_bytes(directory)
+    if free < needed:
+        raise DiskFull(
+            f"not enough disk space for {what} in {directory}: about {needed:,} bytes needed, {free:,} free; "
+            f"{advice}"
+        )
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if not _is_disk_full(e):
+            raise
+        raise DiskFull(
+            f"the disk holding {directory} ran out of space while writing {what}; nothing partial was "
+            f"kept and earlier checkpoints are intact; {advice}"
+        ) from e
+
+
+def _state_bytes(*states: dict) -> int:
+    total = 0
+    for state in states:
+        stack = [state]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, torch.Tensor):
+                total += item.numel() * item.element_size()
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple):
+                stack.extend(item)
+    return total
+
+
 def save_checkpoint(
     out_dir: Path,
     model: torch.nn.Module,
@@ -157,7 +213,11 @@ def save_checkpoint(
     rngs = gather_objects(rng_state(), ctx)
     target = checkpoint_dir(out_dir, state.step)
     if ctx.is_main:
-        with atomic_directory(target, overwrite=True) as tmp:
+        needed = _state_bytes(model_state, optim_state)
+        with (
+            naming_a_full_disk(f"checkpoint step {state.step}", target.parent, needed),
+            atomic_directory(target, overwrite=True) as tmp,
+        ):
             save_model_files(model, model_state, tmp)
             torch.save(optim_state, tmp / OPTIMIZER_FILE)
             torch.save({"ranks": rngs}, tmp / RNG_FILE)
@@ -205,8 +265,10 @@ def write_final_model(
         staging = out_dir / ".final.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        needed = sum(t.numel() for t in model_state.values()) * dtype.itemsize
         try:
-            save_model_files(model, model_state, staging, dtype)
+            with naming_a_full_disk("the final model", out_dir, needed):
+                save_model_files(model, model_state, staging, dtype)
             for name in TOKENIZER_FILES:
                 if (model_dir / name).is_file():
                     shutil.copy2(model_dir / name, staging / name)

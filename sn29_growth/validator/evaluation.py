@@ -38,6 +38,7 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
         cache_dir=request.get("cache_dir") or True,
         allow_bos=bool(request.get("allow_bos", False)),
         free_tokenizer=request.get("free_tokenizer"),
+        fallback_tokenizer=request.get("fallback_tokenizer"),
     )
     out: dict[str, Any] = {}
     for row in result.models:

@@ -321,25 +321,25 @@ class _Rejected(HubError):
 # ------------------------------------------------------------------------------------------- evaluate + score
 
 
-def _samples_file(comp: Competition, config: ValidatorConfig, seed: int) -> tuple[Path, bool, str]:
+def _samples_file(comp: Competition, config: ValidatorConfig, seed: int) -> tuple[Path, bool, bool, str]:
     """Choose the competition's samples once for the step; every model's worker reads the same file."""
     cache = config.model_dir / "eval-cache"
     choice = resolve_samples(config.dataset, comp, config.samples, seed, cache / "datasets")
     path = write_samples_file(config.model_dir / "eval-samples" / f"{comp.name}.json", choice.source.name, choice.samples)
-    return path, choice.free_tokenizer, choice.source.name
+    return path, choice.free_tokenizer, choice.fallback_tokenizer, choice.source.name
 
 
 def _evaluate_one(
     rec: ModelRecord,
     path: Path,
     comp: Competition,
-    samples: tuple[Path, bool, str],
+    samples: tuple[Path, bool, bool, str],
     clients: Clients,
     config: ValidatorConfig,
     seed: int,
 ) -> dict[str, Any] | str:
     """One model in its own worker process: its row, or why the worker failed (crash, timeout)."""
-    samples_file, free, dataset = samples
+    samples_file, free, fallback, dataset = samples
     request = worker_request(
         comp,
         (rec.hotkey, path),
@@ -349,6 +349,7 @@ def _evaluate_one(
         device=config.device,
         cache_dir=config.model_dir / "eval-cache",
         dataset=dataset,
+        fallback_tokenizer=fallback,
     )
     result = clients.evaluate(request, config.eval_timeout_s)
     if not result.ok:
@@ -382,6 +383,8 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
     block = clients.chain.current_block()
     report = StepReport(step=state.step, block=block)
     competitions: Competitions = clients.competitions.get()
+    describe = getattr(clients.competitions, "describe", None)
+    report.notes.append(f"competitions: {describe() if describe else competitions.origin}")
     _discover(state, clients, competitions, report)
     _infer_entry_competitions(state, competitions)
     _drop_duplicates(state)
