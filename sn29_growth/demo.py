@@ -157,7 +157,12 @@ def step_growth(out_dir: Path, src: Path, report: DemoReport) -> None:
         f"{g.loss_before:.6f} → {g.loss_after:.6f} (Δ {g.loss_delta:+.1e}); "
         f"new parameter slices stuck after 2 steps: {g.stuck_slices}"
     )
-    report.sections["growth"] = g.to_dict()
+    from sn29_growth.network.rules import check_model
+
+    network = check_model(dst)
+    verdict = "loads and scores alike" if network.ok else f"NOT compatible ({network.summary()})"
+    _say(f"      network check (validators on transformers 4.44): {verdict}")
+    report.sections["growth"] = {**g.to_dict(), "network": network.to_dict()}
 
 
 def step_miner(out_dir: Path, train_steps: int, report: DemoReport):

@@ -18,6 +18,7 @@ def test_demo_runs_every_stage_offline(tmp_path, capsys):
     growth = report["growth"]
     assert growth["parameters_after"] > growth["parameters_before"]
     assert abs(growth["loss_delta"]) <= 1e-5 and growth["stuck_slices"] == 0
+    assert growth["network"]["ok"] and growth["network"]["findings"] == []
     assert report["miner"]["status"] == "published"
     weights = {int(k): v for k, v in report["validator"]["weights"].items()}
     rows = {r["label"]: r for r in report["validator"]["rows"]}

@@ -99,3 +99,18 @@ def test_injected_models_are_scored_but_never_weighted(tmp_path, models):
     ((_, weights, _),) = chain.weights
     assert state.models["injected:bench"].uid not in weights
     assert weights[1] == pytest.approx(1.0)  # c01 has only the injected model: its share goes to c00
+
+
+def test_the_step_table_names_the_competitions_file_it_scores_with(tmp_path, models):
+    from sn29_growth.validator.state import ValidatorState
+
+    config, clients, chain, _, hub = make_env(tmp_path)
+    chain.put(0, publish(hub, "alice/base", models["base"], 0), block=100)
+    comp_file = tmp_path / "competitions.json"
+    report = step(ValidatorState(), clients, config)
+    assert f"competitions: {comp_file}" in report.format_table()
+    comp_file.write_text("{broken")  # a bad re-read: the last good copy is kept, and the table says so
+    clients.competitions.min_interval_s = 0.0
+    report = step(ValidatorState(), clients, config)
+    table = report.format_table()
+    assert f"reading {comp_file} failed" in table and "using the last good copy" in table

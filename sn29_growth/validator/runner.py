@@ -52,17 +52,9 @@ def open_state(path: Path) -> ValidatorState:
         return ValidatorState()
 
 
-def run(
-    config: ValidatorConfig,
-    clients: Clients,
-    *,
-    max_steps: int | None = None,
-    on_report: Callable[[StepReport], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    lock: ValidatorLock | None = None,
-) -> ValidatorState:
-    """Run steps until ``max_steps`` (forever when None) and return the final state; see :func:`run_steps`."""
-    return run_steps(config, clients, max_steps=max_steps, on_report=on_report, sleep=sleep, lock=lock).state
+def run(config: ValidatorConfig, clients: Clients, **options) -> ValidatorState:
+    """:func:`run_steps` (same keyword options), returning only the final state."""
+    return run_steps(config, clients, **options).state
 
 
 def run_steps(
