@@ -6,6 +6,8 @@ head_dim pinned in the config) so that growth and evaluation see what they would
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from sn29_growth.tokenizer import VOCAB_SIZE
@@ -43,7 +45,7 @@ def tiny_config(variant: str = "llama-gqa", **overrides):
         kw.update(num_key_value_heads=2, tie_word_embeddings=True)
     elif variant == "llama-bias":
         kw.update(attention_bias=True, mlp_bias=True)
-    kw.update(overrides)
+    kw.update(copy.deepcopy(overrides))  # transformers' configs edit nested dicts (rope_scaling) in place
     if variant == "phi3":
         kw.pop("mlp_bias", None)
         kw.pop("attention_bias", None)

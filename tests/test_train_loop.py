@@ -188,3 +188,22 @@ def test_bf16_autocast_and_bf16_output(base, tmp_path):
     ckpt = latest_checkpoint(tmp_path / "out")
     assert {v.dtype for v in weights(ckpt).values()} == {torch.float32}
     assert load_model(tmp_path / "out", dtype=torch.bfloat16) is not None
+
+
+def test_trained_config_is_in_the_network_s_keys_and_keeps_the_source_s(save_tiny, tmp_path):
+    """``sn29 train`` used to write transformers 5's ``rope_parameters``/``dtype``: the network's 4.44 then
+    ran a Llama-3 model with rope_theta 10000. Checkpoints and the final model keep the source's keys."""
+    from sn29_growth.network.rules import check_model
+
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64}  # fmt: skip
+    base = save_tiny(build_tiny("llama-gqa", seed=0, rope_theta=500000.0, rope_scaling=dict(rope)), "llama3")
+    source = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps(dict(source, my_custom_key={"kept": [1, 2]})))
+    train(base, tmp_path / "out", small_config(steps=2, checkpoint=CheckpointConfig(save_every=2)))
+    for folder in (tmp_path / "out", *sorted((tmp_path / "out" / "checkpoints").iterdir())):
+        written = json.loads((folder / "config.json").read_text())
+        assert written["rope_theta"] == 500000.0 and written["rope_scaling"] == rope, folder
+        assert "rope_parameters" not in written and "dtype" not in written
+        assert written["my_custom_key"] == {"kept": [1, 2]} and written["torch_dtype"] == "float32"
+    assert check_model(tmp_path / "out").ok
