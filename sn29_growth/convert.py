@@ -128,3 +128,47 @@ def to_divisor(
     with atomic_directory(dst, overwrite=overwrite) as tmp:
         count, worst, dtype = _rewrite(src, tmp, factor, new_config)
     return ConversionReport("to-divisor", d, float(norm_divisor), factor, eps, count, dtype, worst)
+
+
+@dataclass(frozen=True)
+class NetworkConversion:
+    """What ``--to-network`` changed, and the network check of the folder before and after."""
+
+    changed: tuple[str, ...]
+    before: tuple[str, ...]  # findings (formatted) of the source
+    after: tuple[str, ...]  # findings left in the result
+    ok: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def to_network(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> NetworkConversion:
+    """Write ``src`` in the network's format: ``config.json`` in the keys transformers 4.44 reads (with the
+    meaning transformers 5 gives them) and tokenizer files tokenizers 0.19 loads; weights and every other
+    file are linked (or copied) unchanged. For checkpoints saved by transformers 5 itself."""
+    import os
+
+    from sn29_growth.network.rules import check_model
+    from sn29_growth.network.tokenizer import normalize_tokenizer_dir
+
+    src, dst = Path(src), Path(dst)
+    check_destination(src, dst)
+    config = read_config(src)
+    before = check_model(src)
+    with atomic_directory(dst, overwrite=overwrite) as tmp:
+        for item in sorted(src.iterdir()):
+            if item.is_file() and not item.name.startswith("."):
+                try:
+                    os.link(item, tmp / item.name)
+                except OSError:
+                    shutil.copy2(item, tmp / item.name)
+        written = write_config(tmp, config)  # atomic: replaces the link, never writes through it
+        changed = (["config.json"] if written != config else []) + normalize_tokenizer_dir(tmp)
+    after = check_model(dst)
+    return NetworkConversion(
+        tuple(changed),
+        tuple(f.format() for f in before.findings),
+        tuple(f.format() for f in after.findings),
+        after.ok,
+    )

@@ -114,3 +114,32 @@ def test_a_destination_inside_the_source_is_refused(save_tiny, tmp_path, capsys)
             "generation_config.json",
         ]
     )
+
+
+def test_to_network_rewrites_a_transformers5_folder_and_nothing_else(tmp_path, capsys):
+    from sn29_growth.network.rules import check_model
+    from sn29_growth.tokenizer import embedded_tokenizer
+
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64}  # fmt: skip
+    src = tmp_path / "v5"
+    build_tiny("llama-gqa", seed=0, rope_theta=500000.0, rope_scaling=rope).save_pretrained(src)
+    embedded_tokenizer().save_pretrained(src)  # transformers 5's own format throughout
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    assert not check_model(src).ok
+    assert main(["convert", "--to-network", str(src), str(tmp_path / "net")]) == 0
+    out = capsys.readouterr().out
+    assert "config.json, tokenizer.json, tokenizer_config.json" in out and "loads and scores alike" in out
+    net = tmp_path / "net"
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # the source is untouched
+    assert (net / "model.safetensors").read_bytes() == before["model.safetensors"]
+    config = json.loads((net / "config.json").read_text())
+    assert (
+        config["rope_theta"] == 500000.0
+        and config["rope_scaling"] == rope
+        and "rope_parameters" not in config
+    )
+    assert check_model(net).ok
+    a, b = load_model(src), load_model(net)
+    ids = torch.tensor([[1, 5, 9, 200, 3]])
+    assert torch.equal(a(ids).logits, b(ids).logits)  # the same function in our stack

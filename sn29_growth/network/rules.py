@@ -4,8 +4,8 @@ Live SN29 validators load every model with transformers 4.44 / tokenizers 0.19
 (:data:`~sn29_growth.network.config.NETWORK_TRANSFORMERS`). Each rule below names one way a folder
 can fail there, or be scored differently there than by transformers 5:
 
-- ``config.json``: keys 4.44 does not read (``rope_parameters``, ``dtype``, ``partial_rotary_factor``)
-  carrying a meaning the legacy keys do not; ``hidden_size == num_attention_heads × head_dim`` (4.44
+- ``config.json``: keys 4.44 does not read (``rope_parameters``, ``partial_rotary_factor``) carrying a
+  meaning the legacy keys do not (``dtype`` without ``torch_dtype``: a warning, scores do not change); ``hidden_size == num_attention_heads × head_dim`` (4.44
   derives head_dim); kv heads dividing the heads; RoPE scaling types 4.44 runs; remote code;
   quantization; the class the model type selects;
 - ``tokenizer_config.json``: a ``tokenizer_class`` 4.44's AutoTokenizer knows; whether decoding cleans
@@ -257,11 +257,12 @@ def _dtype_findings(config: dict[str, Any]) -> list[Finding]:
     dtype, torch_dtype = config.get("dtype"), config.get("torch_dtype")
     if dtype is not None and str(dtype).removeprefix("torch.") != str(torch_dtype).removeprefix("torch."):
         return [
-            _error(
+            _warning(
                 CONFIG_FILE,
                 "dtype",
                 f"dtype={dtype!r} is transformers 5's key; transformers {NETWORK_TRANSFORMERS} reads "
-                f"torch_dtype ({torch_dtype!r})",
+                f"torch_dtype ({torch_dtype!r}). Validators load weights in an explicit dtype, so scores "
+                f"do not change, but the file does not say what its weights are to the network's stack",
             )
         ]
     return []
