@@ -130,6 +130,7 @@ def test_local_files_and_architecture(tmp_path):
     (tmp_path / ".cache" / "x").write_text("hidden")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.txt").write_text("abc")
-    assert checks.local_files(tmp_path) == {"config.json": 2, "sub/a.txt": 3}
+    (tmp_path / "sub" / "optimizer.pt").write_bytes(b"\x80\x02")  # e.g. sn29 train's checkpoints/
+    assert checks.local_files(tmp_path) == {"config.json": 2}  # a model folder is its top-level files
     assert checks.architecture({"architectures": ["Phi3ForCausalLM"]}) == "Phi3ForCausalLM"
     assert checks.architecture({}) is None

@@ -336,3 +336,15 @@ def test_a_model_s_own_tokenizer_needs_a_max_sequence_len(models):
         evaluate_models([str(models["a"])], samples=N, cache_dir=False, competition=zero).models[0].rejection
         is None
     )
+
+
+def test_sn29_train_output_is_a_valid_model_folder(models, tmp_path):
+    """Our own outputs are valid inputs: the optimizer checkpoints under ``checkpoints/`` are not model files."""
+    from sn29_growth.train import BatchConfig, CheckpointConfig, TrainConfig, train
+
+    config = TrainConfig(steps=2, eval_every=0, batch=BatchConfig(batch_size=2, seq_len=16, eval_windows=2),
+                         checkpoint=CheckpointConfig(save_every=1), device="cpu", progress=False)  # fmt: skip
+    train(models["a"], tmp_path / "trained", config)
+    assert list((tmp_path / "trained" / "checkpoints").rglob("optimizer.pt"))
+    result = evaluate_models([str(tmp_path / "trained")], samples=N, cache_dir=False)
+    assert result.models[0].rejection is None and result.models[0].network == "ok"

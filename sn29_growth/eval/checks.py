@@ -40,15 +40,17 @@ PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 def local_files(path: str | os.PathLike) -> dict[str, int]:
-    """``{relative path: size in bytes}`` of every regular file under ``path`` (hidden entries skipped)."""
+    """``{name: size in bytes}`` of the regular files at the top of a model folder (hidden ones skipped).
+
+    A model folder is its top-level files — what transformers loads and what an upload sends; what lies
+    in subfolders (``sn29 train``'s ``checkpoints/`` with their optimizer states) is not part of it.
+    """
     root = Path(path)
-    out: dict[str, int] = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
-            continue
-        out[rel.as_posix()] = p.stat().st_size
-    return out
+    return {
+        p.name: p.stat().st_size
+        for p in sorted(root.iterdir())
+        if not p.name.startswith(".") and p.is_file()
+    }
 
 
 def check_files(files: Mapping[str, int], competition) -> str | None:
