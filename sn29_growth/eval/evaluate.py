@@ -24,7 +24,6 @@ Defaults:
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import os
@@ -45,16 +44,20 @@ from sn29_growth.eval.data import (
     sample_key,
 )
 from sn29_growth.eval.loss import ENGINE_VERSION, EngineSettings, summed_losses
+from sn29_growth.eval.results import EvaluationResult, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import ModelLosses, ScoreSettings, score_competition
-from sn29_growth.eval.tokenize import TokenizationCache, TokenizeSettings
+from sn29_growth.eval.tokenizers import (
+    PASS_THROUGH,
+    TokenizerPolicy,
+    Tokenizers,
+    TokenizerUnusable,
+)
 from sn29_growth.network.rules import check_model
 
 log = logging.getLogger(__name__)
 
 _HUB_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9._/-]+))?$")
-OWN_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 def default_cache_dir() -> Path:
@@ -87,143 +90,6 @@ class ModelRef:
         raise ValueError(f"model {text!r}: not a directory or an org/name[@revision] Hub reference")
 
 
-@dataclass(frozen=True)
-class ModelResult:
-    """One row of the scoring table. ``losses`` is empty for a rejected model; +inf marks a failed sample."""
-
-    name: str
-    block: int
-    architecture: str | None = None
-    losses: tuple[float, ...] = ()
-    rejection: str | None = None
-    note: str | None = None
-    tokenizer: str | None = None
-    content_hash: str | None = None
-    win_rate: float = 0.0
-    wins: int = 0
-    weight: float = 0.0
-    failed: bool = False  # the evaluation itself crashed or timed out: no verdict on the files
-    network: str | None = None  # the network-compatibility summary (``sn29 check``)
-
-    @property
-    def n_inf(self) -> int:
-        return sum(1 for v in self.losses if math.isinf(v))
-
-    @property
-    def mean_loss(self) -> float:
-        """Mean summed loss over this model's finite samples (NaN when it has none)."""
-        finite = [v for v in self.losses if math.isfinite(v)]
-        return math.fsum(finite) / len(finite) if finite else math.nan
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "block": self.block,
-            "architecture": self.architecture,
-            "tokenizer": self.tokenizer,
-            "content_hash": self.content_hash,
-            "rejection": self.rejection,
-            "note": self.note,
-            "mean_summed_loss": None if math.isnan(self.mean_loss) else self.mean_loss,
-            "samples_inf": self.n_inf if not self.rejection else None,
-            "losses": None if self.rejection else [v if math.isfinite(v) else None for v in self.losses],
-            "wins": self.wins,
-            "win_rate": self.win_rate,
-            "weight": self.weight,
-            "failed": self.failed,
-            "network": self.network,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], *, name: str, block: int) -> ModelResult:
-        """A row from :meth:`to_json` (a worker's answer), relabelled for the caller's table."""
-        rejection = data.get("rejection")
-        losses = () if rejection else tuple(math.inf if v is None else float(v) for v in data.get("losses") or ())
-        return cls(
-            name=name,
-            block=block,
-            architecture=data.get("architecture"),
-            losses=losses,
-            rejection=rejection,
-            note=data.get("note"),
-            tokenizer=data.get("tokenizer"),
-            content_hash=data.get("content_hash"),
-            failed=bool(data.get("failed")),
-            network=data.get("network"),
-        )
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Everything one evaluation produced; :meth:`format_table` and :meth:`to_json` present it."""
-
-    competition: str
-    dataset: str
-    dataset_note: str | None
-    seed: int
-    sample_ids: tuple[str, ...]
-    models: tuple[ModelResult, ...]
-    device: str
-    dtype: str
-    group_samples: int
-    scored_groups: int
-    tokenizer_note: str | None = None
-
-    def model(self, name: str) -> ModelResult:
-        for m in self.models:
-            if m.name == name:
-                return m
-        raise KeyError(name)
-
-    def format_table(self) -> str:
-        head = [
-            f"competition {self.competition} · dataset: {self.dataset}"
-            + (f" ({self.dataset_note})" if self.dataset_note else ""),
-            f"{len(self.sample_ids)} samples, seed {self.seed}, groups of {self.group_samples} "
-            f"({self.scored_groups} scored) · {self.device} {self.dtype}"
-            + (f" · {self.tokenizer_note}" if self.tokenizer_note else ""),
-        ]
-        width = max([len("model"), *(len(m.name) for m in self.models)])
-        rows = [
-            f"{'#':>2}  {'model':<{width}}  {'mean summed loss':>16}  {'+inf':>5}  {'win rate':>8}  {'weight':>7}  "
-            f"{'network':<10}  status"
-        ]
-        for i, m in enumerate(self.models, start=1):
-            net = (m.network or "-")[:10]
-            if m.rejection:
-                verdict = "failed" if m.failed else "rejected"
-                rows.append(
-                    f"{i:>2}  {m.name:<{width}}  {'-':>16}  {'-':>5}  {'-':>8}  {'-':>7}  {net:<10}  "
-                    f"{verdict}: {m.rejection}"
-                )
-                continue
-            loss = "-" if math.isnan(m.mean_loss) else f"{m.mean_loss:.4f}"
-            rows.append(
-                f"{i:>2}  {m.name:<{width}}  {loss:>16}  {m.n_inf:>5}  {m.win_rate:>8.3f}  {m.weight:>7.3f}  "
-                f"{net:<10}  " + (m.note or "ok")
-            )
-        return "\n".join([*head, *rows])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "competition": self.competition,
-            "dataset": self.dataset,
-            "dataset_note": self.dataset_note,
-            "tokenizer_note": self.tokenizer_note,
-            "seed": self.seed,
-            "device": self.device,
-            "dtype": self.dtype,
-            "group_samples": self.group_samples,
-            "scored_groups": self.scored_groups,
-            "samples": list(self.sample_ids),
-            "losses_note": "per-sample summed cross-entropy; null = +inf",
-            "models": [m.to_json() for m in self.models],
-        }
-
-    def to_json_text(self) -> str:
-        return json.dumps(self.to_json(), indent=2)
-
-
 # ------------------------------------------------------------------------------------------- pieces
 
 
@@ -253,52 +119,6 @@ def _read_config(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
         return read_config(directory), None
     except CheckpointFileError as e:
         return None, str(e).replace(str(directory / CONFIG_FILE), CONFIG_FILE)
-
-
-def _has_tokenizer(path: Path) -> bool:
-    return any((path / name).is_file() for name in OWN_TOKENIZER_FILES)
-
-
-class _Unusable(ValueError):
-    """A model's tokenizer cannot score it (the message is the reason)."""
-
-
-@dataclass(frozen=True)
-class TokenizerPolicy:
-    """Which tokenizer scores a model: its own (``own``, i.e. free_tokenizer), with the competition's
-    standing in when the own one cannot be used (``fallback``, as the reference does), else the
-    competition's; ``allow_bos`` is the local opt-out of :mod:`sn29_growth.eval.tokenize`."""
-
-    own: bool
-    fallback: bool = True
-    allow_bos: bool = False
-
-
-def load_tokenizer(source: str | os.PathLike, model_type: str | None = None):
-    """A tokenizer (folder or Hub name) marked with whether the network's decode cleans up spaces."""
-    from transformers import AutoTokenizer
-
-    from sn29_growth.eval.tokenize import NETWORK_CLEAN_UP
-    from sn29_growth.network.tokenizer import network_cleans_up
-
-    tokenizer = AutoTokenizer.from_pretrained(os.fspath(source), trust_remote_code=False)
-    setattr(tokenizer, NETWORK_CLEAN_UP, network_cleans_up(_tokenizer_config(source), model_type))
-    return tokenizer
-
-
-def _tokenizer_config(source: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``tokenizer_config.json`` of a folder, or of a Hub tokenizer in the local cache (None if absent)."""
-    from sn29_growth.checkpoint import TOKENIZER_CONFIG, read_json_object
-
-    path = Path(source) / TOKENIZER_CONFIG
-    if not Path(source).is_dir():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(os.fspath(source), TOKENIZER_CONFIG)
-        path = Path(cached) if isinstance(cached, str) else None
-    if path is None or not path.is_file():
-        return None
-    return read_json_object(path)
 
 
 def _placement(device: str, n_params: int | None) -> dict[str, Any]:
@@ -334,8 +154,7 @@ class _Evaluator:
         self.progress = progress
         self.engine = engine
         self.losses = LossCache(cache_dir)
-        self.tokenizations = TokenizationCache(cache_dir / "tokens" if cache_dir is not None else None)
-        self._competition_tokenizers: dict[str, Any] = {}
+        self.tokenizers = Tokenizers(cache_dir / "tokens" if cache_dir is not None else None)
 
     @property
     def hub(self):
@@ -387,59 +206,6 @@ class _Evaluator:
             )
         return prep.path
 
-    def competition_tokenizer(self, competition: Competition):
-        if competition.tokenizer not in self._competition_tokenizers:
-            self._competition_tokenizers[competition.tokenizer] = load_tokenizer(competition.tokenizer)
-        return self._competition_tokenizers[competition.tokenizer]
-
-    def tokenize(self, path: Path, model_type, competition: Competition, policy: TokenizerPolicy, samples):
-        """``(tokenizer, its name, settings, tokens, note)`` under the network's rule, or raises
-        :class:`_Unusable` with the reason.
-
-        A model's own tokenizer (``tokenizer.json``, when ``policy.own``) must load on the network's stack
-        and pass the round trips; if it does not, the competition's tokenizer scores the model instead,
-        as the reference does (``policy.fallback``), else the model is rejected for it.
-        """
-        own_problem = None
-        if (policy.own or not competition.tokenizer) and (path / "tokenizer.json").is_file():
-            if competition.sample_limits(own_tokenizer=True)[1] is None:  # the reference rejects, no fallback
-                raise _Unusable(
-                    "the competition sets no max_sequence_len, without which the network's validators "
-                    "cannot score a model's own tokenizer"
-                )
-            try:
-                return (*self._tokenize_with(path, model_type, competition, policy, samples), None)
-            except PASS_THROUGH:
-                raise
-            except _Unusable as e:
-                own_problem = str(e)
-            except BaseException as e:  # e.g. a tokenizers PanicException, a BaseException
-                log.warning("own tokenizer of %s failed", path, exc_info=True)
-                own_problem = f"tokenizer: {type(e).__name__}: {e}"
-            if not (competition.tokenizer and policy.fallback):
-                raise _Unusable(own_problem)
-        if not competition.tokenizer:
-            raise _Unusable("the model has no tokenizer.json and the competition names no tokenizer")
-        found = self._tokenize_with(None, model_type, competition, policy, samples)
-        note = None
-        if own_problem:
-            note = f"own tokenizer unusable ({own_problem}); scored with {competition.tokenizer}, as the network does"
-        return (*found, note)
-
-    def _tokenize_with(self, path: Path | None, model_type, competition: Competition, policy, samples):
-        own = path is not None
-        if own:
-            problem = check_model(path).loading_problem()
-            if problem:
-                raise _Unusable(problem)
-        settings = TokenizeSettings.from_competition(competition, own_tokenizer=own, allow_bos=policy.allow_bos)
-        tokenizer = load_tokenizer(path, model_type) if own else self.competition_tokenizer(competition)
-        tokens = self.tokenizations.tokenize(tokenizer, samples, settings)
-        reason = tokens.rejection(competition.max_tokenize_fails)
-        if reason:
-            raise _Unusable(reason)
-        return tokenizer, "own" if own else competition.tokenizer, settings, tokens
-
     def gate(self, prep: _Prepared, block: int, competition: Competition) -> ModelResult | Path:
         """The checks that read no tokenizer and no weights, then the download: a path, or a rejected row."""
         if prep.path is not None and prep.network is None:
@@ -490,17 +256,16 @@ class _Evaluator:
 
         base = self._base(prep, block)
         try:
-            tokenizer, tok_name, tok_settings, tokens, tok_note = self.tokenize(
-                path, prep.config.get("model_type"), competition, policy, samples
-            )
+            chosen = self.tokenizers.choose(path, prep.config.get("model_type"), competition, policy, samples)
         except PASS_THROUGH:
             raise
-        except _Unusable as e:
+        except TokenizerUnusable as e:
             return ModelResult(**base, rejection=str(e))
         except BaseException as e:  # a broken tokenizer of one model must not stop the evaluation
             log.warning("%s: tokenizer failed", prep.name, exc_info=True)
             return ModelResult(**base, rejection=f"tokenizer: {type(e).__name__}: {e}")
-        base.update(tokenizer=tok_name)
+        tokenizer, tokens, tok_settings, tok_note = chosen.tokenizer, chosen.tokens, chosen.settings, chosen.note
+        base.update(tokenizer=chosen.name)
         vocab = prep.config.get("vocab_size")
         max_id = max(checks.tokenizer_max_id(tokenizer), tokens.max_id)
         if isinstance(vocab, int) and max_id >= vocab:

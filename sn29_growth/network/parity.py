@@ -258,7 +258,7 @@ def our_scores(
     import torch
 
     from sn29_growth.corpus import Sample
-    from sn29_growth.eval.evaluate import load_tokenizer
+    from sn29_growth.eval.tokenizers import load_tokenizer
     from sn29_growth.eval.loss import summed_losses
     from sn29_growth.eval.tokenize import TokenizeSettings, tokenize_samples
     from sn29_growth.loading import load_model

@@ -1,0 +1,143 @@
+"""Which tokenizer scores a model, as the network decides it, and loading tokenizers with the network's
+decode semantics.
+
+A model's own tokenizer (``tokenizer.json`` in its folder, under ``free_tokenizer``) must load on the
+network's stack and pass the round trips; when it cannot be used the competition's tokenizer scores the
+model instead, as the reference validator does. Every tokenizer is loaded marked with whether the
+network's transformers (4.44) cleans up spaces on decode (:mod:`sn29_growth.eval.tokenize`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sn29_growth.eval.competitions import Competition
+from sn29_growth.eval.tokenize import TokenizationCache, TokenizedSet, TokenizeSettings
+from sn29_growth.network.rules import check_model
+
+log = logging.getLogger(__name__)
+
+PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class TokenizerUnusable(ValueError):
+    """A model's tokenizer cannot score it (the message is the reason)."""
+
+
+@dataclass(frozen=True)
+class TokenizerPolicy:
+    """Which tokenizer scores a model: its own (``own``, i.e. free_tokenizer), with the competition's
+    standing in when the own one cannot be used (``fallback``, as the reference does), else the
+    competition's; ``allow_bos`` is the local opt-out of :mod:`sn29_growth.eval.tokenize`."""
+
+    own: bool
+    fallback: bool = True
+    allow_bos: bool = False
+
+
+def load_tokenizer(source: str | os.PathLike, model_type: str | None = None):
+    """A tokenizer (folder or Hub name) marked with whether the network's decode cleans up spaces."""
+    from transformers import AutoTokenizer
+
+    from sn29_growth.eval.tokenize import NETWORK_CLEAN_UP
+    from sn29_growth.network.tokenizer import network_cleans_up
+
+    tokenizer = AutoTokenizer.from_pretrained(os.fspath(source), trust_remote_code=False)
+    setattr(tokenizer, NETWORK_CLEAN_UP, network_cleans_up(_tokenizer_config(source), model_type))
+    return tokenizer
+
+
+def _tokenizer_config(source: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``tokenizer_config.json`` of a folder, or of a Hub tokenizer in the local cache (None if absent)."""
+    from sn29_growth.checkpoint import TOKENIZER_CONFIG, read_json_object
+
+    path = Path(source) / TOKENIZER_CONFIG
+    if not Path(source).is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(os.fspath(source), TOKENIZER_CONFIG)
+        path = Path(cached) if isinstance(cached, str) else None
+    if path is None or not path.is_file():
+        return None
+    return read_json_object(path)
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    """How one model's samples were tokenized: the tokenizer, its name (``own`` or the competition's),
+    the settings and tokens, and a note when the competition's tokenizer stood in for the model's own."""
+
+    tokenizer: Any
+    name: str
+    settings: TokenizeSettings
+    tokens: TokenizedSet
+    note: str | None = None
+
+
+class Tokenizers:
+    """The tokenizers of one evaluation: the tokenization cache and the competition tokenizers, loaded once."""
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
+        self.cache = TokenizationCache(cache_dir)
+        self._competition: dict[str, Any] = {}
+
+    def competition_tokenizer(self, competition: Competition):
+        if competition.tokenizer not in self._competition:
+            self._competition[competition.tokenizer] = load_tokenizer(competition.tokenizer)
+        return self._competition[competition.tokenizer]
+
+    def choose(
+        self, path: Path, model_type: str | None, competition: Competition, policy: TokenizerPolicy, samples
+    ) -> Tokenization:
+        """The tokenization the network's rule gives the model at ``path``, or raises
+        :class:`TokenizerUnusable` with the reason.
+
+        A model's own tokenizer (``tokenizer.json``, when ``policy.own``) must load on the network's stack
+        and pass the round trips; if it does not, the competition's tokenizer scores the model instead,
+        as the reference does (``policy.fallback``), else the model is rejected for it.
+        """
+        own_problem = None
+        if (policy.own or not competition.tokenizer) and (path / "tokenizer.json").is_file():
+            if competition.sample_limits(own_tokenizer=True)[1] is None:  # the reference rejects, no fallback
+                raise TokenizerUnusable(
+                    "the competition sets no max_sequence_len, without which the network's validators "
+                    "cannot score a model's own tokenizer"
+                )
+            try:
+                return self._tokenize_with(path, model_type, competition, policy, samples)
+            except PASS_THROUGH:
+                raise
+            except TokenizerUnusable as e:
+                own_problem = str(e)
+            except BaseException as e:  # e.g. a tokenizers PanicException, a BaseException
+                log.warning("own tokenizer of %s failed", path, exc_info=True)
+                own_problem = f"tokenizer: {type(e).__name__}: {e}"
+            if not (competition.tokenizer and policy.fallback):
+                raise TokenizerUnusable(own_problem)
+        if not competition.tokenizer:
+            raise TokenizerUnusable("the model has no tokenizer.json and the competition names no tokenizer")
+        found = self._tokenize_with(None, model_type, competition, policy, samples)
+        if own_problem:
+            note = f"own tokenizer unusable ({own_problem}); scored with {competition.tokenizer}, as the network does"
+            return Tokenization(found.tokenizer, found.name, found.settings, found.tokens, note)
+        return found
+
+    def _tokenize_with(
+        self, path: Path | None, model_type: str | None, competition: Competition, policy: TokenizerPolicy, samples
+    ) -> Tokenization:
+        own = path is not None
+        if own:
+            problem = check_model(path).loading_problem()
+            if problem:
+                raise TokenizerUnusable(problem)
+        settings = TokenizeSettings.from_competition(competition, own_tokenizer=own, allow_bos=policy.allow_bos)
+        tokenizer = load_tokenizer(path, model_type) if own else self.competition_tokenizer(competition)
+        tokens = self.cache.tokenize(tokenizer, samples, settings)
+        reason = tokens.rejection(competition.max_tokenize_fails)
+        if reason:
+            raise TokenizerUnusable(reason)
+        return Tokenization(tokenizer, "own" if own else competition.tokenizer, settings, tokens)
