@@ -284,8 +284,11 @@ def summed_losses(
     progress: bool = False,
     desc: str = "loss",
 ) -> LossResult:
-    """Per-sequence summed cross-entropy of ``model`` (``None`` sequences and NaN → +inf)."""
-    from tqdm.auto import tqdm
+    """Per-sequence summed cross-entropy of ``model`` (``None`` sequences and NaN → +inf).
+
+    ``progress``: a bar on a terminal; without one (or with ``progress=False``) a long run logs a line
+    every 30 s (tokens and samples done, tokens/s, ETA) under the name ``desc``."""
+    from sn29_growth.progress import Progress
 
     settings = settings or EngineSettings.for_device(_input_device(model))
     losses = [math.inf] * len(sequences)
@@ -298,7 +301,8 @@ def summed_losses(
     stats: list[BucketStat] = []
     total = sum(len(sequences[i]) for i in todo)
     started = time.perf_counter()
-    with tqdm(total=total, unit="tok", unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
+    done = 0
+    with Progress(total, desc, unit="tok", unit_scale=True, bar=progress, leave=False, logger=log) as bar:
         for bucket, batches in plan:
             peak.reset()
             t0 = time.perf_counter()
@@ -311,7 +315,8 @@ def summed_losses(
                 tokens += n
                 padded += len(seqs) * max(len(s) for s in seqs)
                 count += len(seqs)
-                bar.update(n)
+                done += len(seqs)
+                bar.update(n, samples=f"{done}/{len(todo)}")
             top = peak.read()
             added = top - peak.baseline if top is not None and peak.baseline is not None else None
             stats.append(BucketStat(bucket, count, tokens, padded, time.perf_counter() - t0, top, added))

@@ -15,12 +15,14 @@ stopped; completed steps are not redone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,11 +44,15 @@ from sn29_growth.miner.publish import Published, publish
 from sn29_growth.miner.wins import Opponent, Verdict, would_win
 from sn29_growth.network.rules import check_model
 from sn29_growth.train.config import TrainConfig
+from sn29_growth.train.loop import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
 PUBLISH_STATE = "publish.json"
+# how long torchrun lets its workers write the checkpoint of an interruption before it kills them
+# (torchrun's own default is 30 s; a checkpoint with the optimizer state of a large model takes longer)
+TORCHRUN_SHUTDOWN_S = 900
 
 
 @dataclass
@@ -75,7 +81,10 @@ class MinerReport:
     ``status``: ``published``; ``not-winning`` (not uploaded); ``dry-run`` (upload ``never``); ``stopped``
     (training stopped early by ``stop_after``; rerun to resume); ``not-network-compatible`` (the files
     would not load or score alike on the network's validators: never uploaded); ``failed`` (only in a
-    ``report.json`` left by a run that raised).
+    ``report.json`` left by a run that raised); ``interrupted`` (likewise: SIGINT/SIGTERM paused the
+    training with a checkpoint; ``training["interrupted_at_step"]``; rerun to resume).
+    ``training["resumed_from_step"]`` is the checkpoint step the training continued from (``None``: it
+    started afresh).
     """
 
     status: str
@@ -104,11 +113,18 @@ class MinerReport:
                 f"{g.get('parameters_after', 0):,} parameters; held-out loss {_f(g.get('loss_before'))} -> "
                 f"{_f(g.get('loss_after'))}"
             )
-        if t:
+        if t.get("interrupted_at_step") is not None:
+            lines.append(
+                f"  training  interrupted at step {t['interrupted_at_step']}"
+                + (f"; checkpoint {t['checkpoint']}" if t.get("checkpoint") else "")
+            )
+        elif t:
+            resumed = t.get("resumed_from_step")
             lines.append(
                 f"  training  {t.get('steps')} steps, {t.get('tokens', 0):,} tokens, "
                 f"{t.get('tokens_per_s', 0):,.0f} tokens/s; held-out loss {_f(t.get('initial_val_loss'))} -> "
                 f"{_f(t.get('final_val_loss'))}"
+                + (f"; resumed from step {resumed}" if resumed is not None else "")
             )
         if v:
             means = ", ".join(f"{k} {val:.4f}" for k, val in v.get("mean_losses", {}).items())
@@ -231,13 +247,56 @@ def train_candidate(model_dir: Path, out_dir: Path, config: MinerConfig, train_f
             *train_args(tc),
         ]
         log.info("training under torchrun: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        run_training_processes(cmd, out_dir)
         from sn29_growth.train.loop import SUMMARY_FILE, TrainResult
 
         return TrainResult.from_dict(json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8")))
     if train_fn is None:
         from sn29_growth.train import train as train_fn
     return train_fn(model_dir, out_dir, tc, data=text_source(config))
+
+
+def run_training_processes(cmd: list[str], out_dir: Path) -> None:
+    """Run the torchrun command ``cmd``. Ctrl-C reaches torchrun too (the same process group), and SIGTERM
+    is passed on to it; torchrun passes either on to its workers, which write a checkpoint and stop
+    (``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` gives them the time). Then raise :class:`TrainingInterrupted`. A
+    second Ctrl-C kills torchrun."""
+    from sn29_growth.train.checkpoint import latest_checkpoint
+
+    env = dict(os.environ)
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(TORCHRUN_SHUTDOWN_S))
+    proc = subprocess.Popen(cmd, env=env)
+    received: list[str] = []
+
+    def forward(signum, frame) -> None:
+        received.append(signal.Signals(signum).name)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: no handler
+        previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            received.append("SIGINT")
+            log.warning("waiting for the training processes to write a checkpoint (Ctrl-C again: kill them)")
+            try:
+                rc = proc.wait()
+            except KeyboardInterrupt:
+                proc.kill()
+                proc.wait()
+                raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if received and rc != 0:
+        latest = latest_checkpoint(out_dir)
+        step = int(latest.name.split("-")[-1]) if latest is not None else 0
+        raise TrainingInterrupted(step, str(latest) if latest else None, True, received[0]) from None
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, cmd)
 
 
 def model_card(report: MinerReport, competition: Competition) -> str:
@@ -301,7 +360,10 @@ def run_miner(config: MinerConfig, clients: MinerClients) -> MinerReport:
     try:
         _run(config, clients, comp, base, chain_best, run_dir, report, seconds)
     except Exception as e:
-        report.status, report.message = "failed", f"{type(e).__name__}: {e}"
+        if isinstance(e, TrainingInterrupted):  # a pause: rerunning resumes from its checkpoint
+            report.status, report.message = "interrupted", str(e)
+        else:
+            report.status, report.message = "failed", f"{type(e).__name__}: {e}"
         _save(run_dir, report, seconds)
         raise
     seconds["total"] = time.monotonic() - t0
@@ -338,8 +400,13 @@ def _run(
     candidate = growth.path
     if config.train is not None:
         t = time.monotonic()
-        result = train_candidate(growth.path, run_dir / "trained", config, clients.train)
-        report.training = result.to_dict()
+        try:
+            result = train_candidate(growth.path, run_dir / "trained", config, clients.train)
+        except TrainingInterrupted as e:
+            report.training = {"interrupted_at_step": e.step, "checkpoint": e.checkpoint}
+            seconds["training"] = time.monotonic() - t
+            raise
+        report.training = {**result.to_dict(), "resumed_from_step": result.resumed_from}
         seconds["training"] = time.monotonic() - t
         if not result.complete:
             report.status, report.message = "stopped", "training stopped early (stop_after); rerun to resume"

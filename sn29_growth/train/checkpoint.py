@@ -230,9 +230,17 @@ def save_checkpoint(
 
 
 def prune_checkpoints(out_dir: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` complete checkpoints and any leftover partial directories."""
+    """Delete all but the newest ``keep`` complete checkpoints and any leftover partial directories.
+
+    Each is first renamed to a partial name, so that a deletion cut short (a second Ctrl-C, a kill)
+    never leaves a half-deleted directory that still looks like a complete checkpoint."""
     for old in list_checkpoints(out_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        doomed = old.with_name(f".{old.name}.pruned.partial")
+        try:
+            os.replace(old, doomed)
+        except OSError:
+            doomed = old
+        shutil.rmtree(doomed, ignore_errors=True)
     remove_partial_checkpoints(out_dir)
 
 

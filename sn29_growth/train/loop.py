@@ -7,6 +7,13 @@ take the next global batch of packed windows, run this rank's share as ``grad_ac
 learning rates, log; validate on the held-out texts and checkpoint periodically. Outputs in ``OUT_DIR``:
 the final model (config + safetensors + the tokenizer of ``MODEL_DIR``), ``train_log.jsonl``,
 ``loss_curve.png``, ``summary.json`` and ``checkpoints/``.
+
+SIGINT (Ctrl-C) and SIGTERM pause a run rather than crash it: the step in progress finishes, every rank
+agrees to stop at the same step, a checkpoint of that step is written (the usual atomic one) and
+:class:`TrainingInterrupted` is raised, whose message is the one line to show (``interrupted at step N;
+run the same command to resume``). A second signal (a second or more after the first) stops at once, as
+it would have without the handler; the checkpoint being written is then simply not there, the earlier
+ones are intact.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +37,11 @@ from torch.distributed.tensor import DTensor
 
 from sn29_growth.atomic import atomic_write_json, atomic_write_text
 from sn29_growth.loading import load_model, read_config
+from sn29_growth.progress import Progress
 from sn29_growth.train.checkpoint import (
     DTYPES,
     TrainerState,
+    checkpoint_dir,
     latest_checkpoint,
     quiet_hf_progress,
     read_checkpoint,
@@ -39,7 +50,7 @@ from sn29_growth.train.checkpoint import (
     set_rng_state,
     write_final_model,
 )
-from sn29_growth.train.config import TrainConfig
+from sn29_growth.train.config import ScheduleConfig, TrainConfig
 from sn29_growth.train.data import (
     CorpusTexts,
     DataPosition,
@@ -62,13 +73,14 @@ from sn29_growth.train.distributed import (
 from sn29_growth.train.optim import MaskedAdamW, build_optimizer
 from sn29_growth.train.plot import plot_losses
 from sn29_growth.train.recipe import build_masks, read_new_slices
-from sn29_growth.train.schedule import learning_rates
+from sn29_growth.train.schedule import LearningRates, learning_rates
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "loss_curve.png"
+STOP_GRACE_S = 1.0  # a second signal within this time of the first is the same request (see StopRequest)
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,93 @@ class TrainResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainResult:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM paused the run at ``step``; ``checkpoint`` holds it (``None``: no step was done
+    and no checkpoint existed). The message is the single line to show the user."""
+
+    def __init__(self, step: int, checkpoint: str | None, resume: bool, signal_name: str = "SIGINT") -> None:
+        how = "run the same command" if resume else "run the same command with --resume"
+        super().__init__(f"interrupted at step {step}; {how} to resume")
+        self.step = step
+        self.checkpoint = checkpoint
+        self.signal_name = signal_name
+
+
+class StopRequest:
+    """While active (a context manager), SIGINT and SIGTERM only ask the loop to stop.
+
+    The first signal sets a flag that :meth:`requested` reads between steps (all-reduced, so that every
+    rank of a torchrun job stops at the same step; torchrun passes the SIGINT or SIGTERM it receives on to
+    its workers). A signal within ``grace_s`` of the first is taken for the same request (one sent to a
+    whole process group and also passed on by a launcher arrives twice); a later one goes to the
+    handler that was there before (Ctrl-C: ``KeyboardInterrupt``; SIGTERM: the process ends). Handlers
+    are only installed in the main thread and are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, grace_s: float | None = None) -> None:
+        self.grace_s = STOP_GRACE_S if grace_s is None else grace_s
+        self.signum: int | None = None
+        self._at = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                with contextlib.suppress(ValueError, OSError):
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    @staticmethod
+    def _say(text: str) -> None:
+        """A line on stderr from inside a signal handler: ``os.write``, because logging's buffered stream
+        may be in the middle of a write of the main thread (a reentrant write raises)."""
+        with contextlib.suppress(OSError):
+            os.write(2, f"{time.strftime('%H:%M:%S')} {text}\n".encode())
+
+    def _handle(self, signum: int, frame) -> None:
+        now = time.monotonic()
+        name = signal.Signals(signum).name
+        if self.signum is None:
+            self.signum, self._at = signum, now
+            self._say(
+                f"{name}: stopping after the current step with a checkpoint (send it again to stop at once, "
+                "without one)"
+            )
+            return
+        if now - self._at < self.grace_s:
+            return
+        previous = self._previous.get(signum)
+        self.restore()
+        self._say(f"{name} again: stopping now")
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            os.kill(os.getpid(), signum)  # the default action, now that the handler is restored
+
+    def requested(self, ctx: DistContext) -> bool:
+        """Whether any rank received a signal (collective under torchrun: every rank calls it each step)."""
+        flag = self.signum is not None
+        if ctx.distributed:
+            box = torch.tensor([int(flag)], dtype=torch.int64, device=ctx.device)
+            flag = bool(all_reduce_sum(box, ctx).item() > 0)
+        return flag
 
 
 # ----------------------------------------------------------------------------------------- the log
@@ -247,7 +346,8 @@ def holds_run(out_dir: Path) -> bool:
 
 
 def run_settings(config: TrainConfig, world_size: int, data: TextSource) -> dict[str, Any]:
-    """What a resumed run must agree with for its data position to mean the same windows."""
+    """The settings stored in each checkpoint: those a resumed run must agree with for its data position
+    to mean the same windows, and those of the learning-rate schedule (a change is warned about)."""
     b = config.batch
     return {
         "seq_len": b.seq_len,
@@ -255,19 +355,51 @@ def run_settings(config: TrainConfig, world_size: int, data: TextSource) -> dict
         "seed": config.seed,
         "data": data.name,
         "steps": config.steps,
+        "lr": config.optimizer.lr,
+        "schedule": asdict(config.schedule),
     }
 
 
-def check_resume(saved: dict[str, Any], current: dict[str, Any]) -> None:
+def _schedule_rates(settings: dict[str, Any], step: int) -> LearningRates | None:
+    """The learning rates of update ``step`` under stored settings (``None`` if they are incomplete)."""
+    try:
+        schedule = ScheduleConfig(**settings["schedule"])
+        return learning_rates(step, int(settings["steps"]), float(settings["lr"]), schedule)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def check_resume(saved: dict[str, Any], current: dict[str, Any], step: int | None = None) -> None:
+    """Refuse a resume whose data would differ; warn, naming each change, when the learning-rate schedule
+    differs from the one the checkpoint was made with, and give the learning-rate jump at ``step``."""
     for key in ("seq_len", "global_batch", "seed", "data"):
         if key in saved and saved[key] != current[key]:
             raise ValueError(
                 f"resume: {key} is {current[key]!r} but the checkpoint was made with {saved[key]!r}"
             )
-    if saved.get("steps") != current["steps"]:
-        log.warning(
-            "resume: steps changed %s -> %s: the decay schedule changes", saved.get("steps"), current["steps"]
+    changes = [
+        f"{key} {saved[key]!r} -> {current[key]!r}"
+        for key in ("steps", "lr")
+        if key in saved and saved[key] != current[key]
+    ]
+    old_schedule, new_schedule = saved.get("schedule") or {}, current.get("schedule") or {}
+    changes += [
+        f"schedule.{key} {old_schedule[key]!r} -> {new_schedule.get(key)!r}"
+        for key in old_schedule
+        if old_schedule[key] != new_schedule.get(key)
+    ]
+    if not changes:
+        return
+    message = "resume with changed settings: " + ", ".join(changes) + "; the schedule changes"
+    before = _schedule_rates({**current, **saved}, step) if step is not None else None
+    after = _schedule_rates(current, step) if step is not None else None
+    if before is not None and after is not None:
+        message += (
+            f"; learning rate of the first resumed step ({step + 1}): {before.old:.3g} -> {after.old:.3g}"
         )
+        if (before.new, after.new) != (before.old, after.old):
+            message += f" (new elements {before.new:.3g} -> {after.new:.3g})"
+    log.warning("%s", message)
 
 
 def build_model_and_optimizer(
@@ -355,7 +487,7 @@ def _train(
     step, tokens, train_time, position = 0, 0, 0.0, DataPosition()
     if resume_dir is not None:
         state, optim_state, rngs = read_checkpoint(resume_dir)
-        check_resume(state.run, settings)
+        check_resume(state.run, settings, state.step)
         load_optimizer_state(model, optimizer, optim_state)
         set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world_size else rngs[0])
         step, tokens, train_time, position = state.step, state.tokens, state.train_time_s, state.position
@@ -377,72 +509,90 @@ def _train(
     def validate() -> float:
         loss = evaluate(model, val_windows, batch.batch_size, ctx, autocast)
         train_log.append({"kind": "eval", "step": step, "tokens": tokens, "val_loss": loss})
+        if ctx.is_main:
+            log.info("step %d: validation loss %.4f", step, loss)
         return loss
 
     def checkpoint() -> str:
+        nonlocal saved_step
         state = TrainerState(step, tokens, position, train_time, ctx.world_size, settings)
         path = save_checkpoint(out_dir, model, optimizer, state, ctx, config.checkpoint.keep)
+        saved_step = step
         if ctx.is_main:
             plot_losses(train_log.records(), out_dir / PLOT_FILE, title=f"{model_dir.name}: step {step}")
         return str(path)
 
     end = min(config.steps, config.stop_after) if config.stop_after else config.steps
     last_eval_step, last_ckpt = None, None
-    if val_windows is not None and step == 0:
-        validate()
-        last_eval_step = 0
-    progress = _progress(config, ctx, step, end)
-    loss = None
-    for s in range(step, end):
-        rates = learning_rates(s, config.steps, config.optimizer.lr, config.schedule)
-        optimizer.set_learning_rates(rates)
-        windows, position = stream.take(position, global_batch)
-        started = time.perf_counter()
-        loss, grad_norm = train_step(
-            model,
-            optimizer,
-            rank_share(windows, ctx.rank, ctx.world_size),
-            batch.batch_size,
-            config.optimizer.grad_clip,
-            ctx,
-            autocast,
+    saved_step = step if resume_dir is not None else None
+    start_tokens, start_time = tokens, train_time
+    with StopRequest() as stop:
+        if val_windows is not None and step == 0:
+            validate()
+            last_eval_step = 0
+        progress = Progress(
+            end, "train", unit="step", initial=step, bar=config.progress, enabled=ctx.is_main, logger=log
         )
-        elapsed = time.perf_counter() - started
-        if not math.isfinite(loss):
-            raise RuntimeError(
-                f"step {s + 1}: non-finite loss {loss}; lower --lr (checkpoints are untouched)"
-            )
-        step, tokens, train_time = s + 1, tokens + global_batch * batch.seq_len, train_time + elapsed
-        record = {
-            "kind": "train",
-            "step": step,
-            "tokens": tokens,
-            "loss": loss,
-            "lr": rates.old,
-            "new_lr": rates.new,
-            "grad_norm": grad_norm,
-            "step_time_s": elapsed,
-        }
-        train_log.append(record)
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss:.4f}", tok_s=f"{global_batch * batch.seq_len / elapsed:,.0f}")
-        if val_windows is not None and (step % config.eval_every == 0 or step == config.steps):
-            validate()
-            last_eval_step = step
-        if (config.checkpoint.save_every and step % config.checkpoint.save_every == 0) or (
-            step == end < config.steps
-        ):
-            last_ckpt = checkpoint()
-    if progress is not None:
-        progress.close()
+        loss = None
+        try:
+            for s in range(step, end):
+                # between two steps: every rank reads the same answer and stops at the same step
+                if stop.requested(ctx):
+                    if step > 0 and saved_step != step:
+                        last_ckpt = checkpoint()
+                    path = str(checkpoint_dir(out_dir, step)) if saved_step == step else None
+                    raise TrainingInterrupted(step, path, config.checkpoint.resume, stop.signal_name)
+                rates = learning_rates(s, config.steps, config.optimizer.lr, config.schedule)
+                optimizer.set_learning_rates(rates)
+                windows, position = stream.take(position, global_batch)
+                started = time.perf_counter()
+                loss, grad_norm = train_step(
+                    model,
+                    optimizer,
+                    rank_share(windows, ctx.rank, ctx.world_size),
+                    batch.batch_size,
+                    config.optimizer.grad_clip,
+                    ctx,
+                    autocast,
+                )
+                elapsed = time.perf_counter() - started
+                if not math.isfinite(loss):
+                    raise RuntimeError(
+                        f"step {s + 1}: non-finite loss {loss}; lower --lr (checkpoints are untouched)"
+                    )
+                step, tokens, train_time = s + 1, tokens + global_batch * batch.seq_len, train_time + elapsed
+                record = {
+                    "kind": "train",
+                    "step": step,
+                    "tokens": tokens,
+                    "loss": loss,
+                    "lr": rates.old,
+                    "new_lr": rates.new,
+                    "grad_norm": grad_norm,
+                    "step_time_s": elapsed,
+                }
+                train_log.append(record)
+                rate = (tokens - start_tokens) / (train_time - start_time) if train_time > start_time else 0.0
+                progress.update(1, loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", lr=f"{rates.old:.3g}")
+                if val_windows is not None and (step % config.eval_every == 0 or step == config.steps):
+                    validate()
+                    last_eval_step = step
+                if (config.checkpoint.save_every and step % config.checkpoint.save_every == 0) or (
+                    step == end < config.steps
+                ):
+                    last_ckpt = checkpoint()
+        finally:
+            progress.close()
 
-    complete = step >= config.steps
-    if complete:
-        if val_windows is not None and last_eval_step != step:
-            validate()
-        target = DTYPES[config.save_dtype] if config.save_dtype != "source" else source_dtype(model_dir)
-        write_final_model(out_dir, model, model_dir, ctx, target)
+        # a signal from here on (the last step is done) lets the run finish: the outputs are what is left
+        complete = step >= config.steps
+        if complete:
+            if val_windows is not None and last_eval_step != step:
+                validate()
+            target = DTYPES[config.save_dtype] if config.save_dtype != "source" else source_dtype(model_dir)
+            write_final_model(out_dir, model, model_dir, ctx, target)
+        if stop.signum is not None:
+            log.warning("%s came after the last step of this run: it finished normally", stop.signal_name)
     records = train_log.records() if ctx.is_main else []
     evals = [r["val_loss"] for r in records if r.get("kind") == "eval"]
     trains = [r["loss"] for r in records if r.get("kind") == "train"]
@@ -489,11 +639,3 @@ def _completed(out_dir: Path, config: TrainConfig) -> TrainResult | None:
         if result.complete and result.steps == config.steps:
             return result
     return None
-
-
-def _progress(config: TrainConfig, ctx: DistContext, start: int, end: int):
-    if not (config.progress and ctx.is_main):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=end, initial=start, unit="step", dynamic_ncols=True, desc="train")
