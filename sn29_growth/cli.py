@@ -1,16 +1,20 @@
 """The ``sn29`` console script: one subcommand per module in :mod:`sn29_growth.commands`.
 
 Each command module defines ``register(subparsers)``, which adds its parser and sets ``func``; the
-function parses nothing itself and calls the library.
+function parses nothing itself and calls the library. Every parser is a :class:`sn29_growth.cliutil.ArgumentParser`:
+``--help`` shows defaults, and a misspelled flag or command gets "did you mean ...?".
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sn29_growth import __version__
+from sn29_growth.cliutil import ArgumentParser
+from sn29_growth.hub.protocol import HubError
 from sn29_growth.logs import setup_logging
 
 COMMANDS = (
@@ -22,14 +26,13 @@ COMMANDS = (
     "train",
     "grow",
     "plan",
+    "init",
     "study",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sn29", description="SN29 growth toolkit: grow, train, evaluate, score."
-    )
+    parser = ArgumentParser(prog="sn29", description="SN29 growth toolkit: grow, train, evaluate, score.")
     parser.add_argument("--version", action="version", version=f"sn29-growth {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, HubError) as e:
+        if type(e).__name__ == "TrainingInterrupted":  # a pause, not an error (no torch import here)
+            if os.environ.get("RANK", "0") == "0":  # one line under torchrun, not one per rank
+                print(e, file=sys.stderr)
+            return 130
         print(f"sn29 {args.command}: error: {e}", file=sys.stderr)
         return 2
 

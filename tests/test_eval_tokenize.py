@@ -157,8 +157,8 @@ def test_round_trips_follow_the_network_s_decode(tokenizer, tmp_path):
     """transformers 4.44 cleans up ' ,' etc. on decode unless tokenizer_config.json says not to (or the
     class defaults it off): such texts fail its round trip, so they fail ours too."""
     from sn29_growth.checkpoint import save_model
-    from sn29_growth.eval.tokenizers import load_tokenizer
     from sn29_growth.eval.tokenize import network_decode
+    from sn29_growth.eval.tokenizers import load_tokenizer
     from sn29_growth.tiny import build_tiny
 
     folder = tmp_path / "m"

@@ -41,7 +41,7 @@ def test_flags_map_onto_the_config(tmp_path):
         "org/base@main",
         "--grow",
         "none",
-        "--train-steps",
+        "--steps",
         "50",
         "--lr",
         "1e-3",
@@ -78,7 +78,7 @@ def test_flags_map_onto_the_config(tmp_path):
 
 
 def test_offline_defaults_and_upload_policies():
-    _, config = parse("--offline", "--device", "cpu", "--train-steps", "0", "--force-upload")
+    _, config = parse("--offline", "--device", "cpu", "--steps", "0", "--force-upload")
     assert (config.dataset, config.train_data, config.train, config.upload) == (
         "local",
         "local",
@@ -125,7 +125,7 @@ def test_entry_point_help(monkeypatch, capsys):
         "--hf-repo",
         "--base",
         "--grow",
-        "--train-steps",
+        "--steps",
         "--offline",
         "--local-hub",
     ):
@@ -152,7 +152,7 @@ def test_offline_run_end_to_end_and_resume(tmp_path, capsys):
         str(comps),
         "--base",
         str(base),
-        "--train-steps",
+        "--steps",
         "3",
         "--seq-len",
         "32",

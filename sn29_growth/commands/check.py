@@ -29,17 +29,11 @@ def _folder(spec: str):
         return local
     if local.exists():
         raise ValueError(f"{spec}: not a directory")
-    from huggingface_hub import constants
-
     from sn29_growth.checkpoint import CONFIG_FILE, TOKENIZER_FILES
-    from sn29_growth.hub.hf_client import HfHubClient
-    from sn29_growth.hub.store import ModelRef
+    from sn29_growth.cliutil import check_model_argument, hub_files
 
-    ref = ModelRef.parse(spec)
-    hub = HfHubClient()
-    commit = hub.resolve_revision(ref.repo_id, ref.revision)
-    patterns = (CONFIG_FILE, *TOKENIZER_FILES)
-    return Path(hub.download(ref.repo_id, commit, cache_dir=Path(constants.HF_HUB_CACHE), allow_patterns=patterns))
+    check_model_argument("MODEL", spec)
+    return hub_files(spec, (CONFIG_FILE, *TOKENIZER_FILES))
 
 
 def run(args) -> int:

@@ -1,8 +1,13 @@
-"""``sn29 convert --to-stock|--to-divisor D SRC DST``."""
+"""``sn29 convert --to-stock|--to-divisor D|--to-network SRC DST``; the first two report the loss change
+they cause (fp32, a few embedded held-out samples)."""
 
 from __future__ import annotations
 
 import json
+
+LOSS_SAMPLES = 8
+LOSS_MAX_TOKENS = 256
+MEMORY_HEADROOM = 1.5  # fp32 weights times this must fit in the available memory
 
 
 def register(sub) -> None:
@@ -16,7 +21,9 @@ def register(sub) -> None:
     )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--to-stock", action="store_true", help="fold norm_divisor into gains and eps")
-    mode.add_argument("--to-divisor", type=float, metavar="D", help="express the model with norm_divisor D")
+    mode.add_argument(
+        "--to-divisor", type=float, metavar="D", help="express the model with norm_divisor D (a hidden size)"
+    )
     mode.add_argument(
         "--to-network",
         action="store_true",
@@ -25,8 +32,69 @@ def register(sub) -> None:
     )
     p.add_argument("src", help="source checkpoint directory")
     p.add_argument("dst", help="new output directory (must not exist)")
+    p.add_argument(
+        "--no-loss-check",
+        action="store_true",
+        help=f"skip the loss check of --to-stock/--to-divisor (mean summed loss per sample on "
+        f"{LOSS_SAMPLES} embedded held-out samples, fp32, before and after; needs a tokenizer in SRC)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
+
+
+def _available_memory() -> int | None:
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def loss_check(src, dst, samples: int = LOSS_SAMPLES) -> dict:
+    """Mean summed loss per sample (the validator's measure) of SRC and DST on the first ``samples``
+    held-out samples of the embedded corpus, fp32, one model in memory at a time; ``{"skipped": why}``
+    when SRC has no tokenizer or the fp32 weights would not fit in memory."""
+    from pathlib import Path
+
+    import torch
+
+    from sn29_growth.checkpoint import TOKENIZER_FILES
+    from sn29_growth.params import count_parameters
+
+    if not any((Path(src) / n).is_file() for n in TOKENIZER_FILES):
+        return {"skipped": "SRC has no tokenizer"}
+    parameters = count_parameters(src)["parameters"]
+    available = _available_memory()
+    if available is not None and parameters * 4 * MEMORY_HEADROOM > available:
+        return {
+            "skipped": f"{parameters:,} parameters in fp32 need more than the {available / 2**30:.1f} GiB "
+            "of memory available"
+        }
+    from transformers import AutoTokenizer
+
+    from sn29_growth.corpus import load_corpus
+    from sn29_growth.lm import corpus_loss, encode
+    from sn29_growth.loading import load_model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(src), trust_remote_code=False)
+    texts = [s.text for s in load_corpus().held_out[:samples]]
+    sequences = encode(tokenizer, texts, max_len=LOSS_MAX_TOKENS)
+    losses = []
+    for path in (src, dst):
+        model = load_model(path, dtype=torch.float32)
+        result = corpus_loss(model, sequences)
+        del model
+        losses.append(sum(result.summed_losses) / len(result.summed_losses))
+    before, after = losses
+    return {
+        "samples": len(sequences),
+        "tokens": result.tokens,
+        "dtype": "float32",
+        "before": before,
+        "after": after,
+        "delta": after - before,
+    }
 
 
 def run(args) -> int:
@@ -48,8 +116,9 @@ def run(args) -> int:
     else:
         d = args.to_divisor
         report = to_divisor(args.src, args.dst, int(d) if float(d).is_integer() else d)
+    check = {"skipped": "--no-loss-check"} if args.no_loss_check else loss_check(args.src, args.dst)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps(dict(report.to_dict(), loss_check=check)))
     else:
         print(f"{report.direction}: {args.src} -> {args.dst}")
         print(f"  hidden_size={report.hidden_size} norm_divisor={report.norm_divisor:g}")
@@ -59,4 +128,11 @@ def run(args) -> int:
         print(
             f"  {report.dtype} rounding of the rescaled gains: max relative error {report.max_relative_rounding_error:.3g}"
         )
+        if "skipped" in check:
+            print(f"  loss check skipped: {check['skipped']}")
+        else:
+            print(
+                f"  loss per sample {check['before']:.6f} -> {check['after']:.6f} (Δ {check['delta']:+.3g}) "
+                f"on {check['samples']} held-out samples, fp32"
+            )
     return 0

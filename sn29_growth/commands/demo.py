@@ -8,10 +8,22 @@ def register(sub) -> None:
         "demo",
         help="show everything working offline: patched classes, growth, training, mining, validating (CPU)",
     )
-    p.add_argument("--out", default="demo-output", help="working directory (default: ./demo-output)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--base-steps", type=int, default=60, help="training steps of the published base model")
-    p.add_argument("--train-steps", type=int, default=120, help="training steps of the miner's grown model")
+    p.add_argument("--out", default="demo-output", metavar="DIR", help="working directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models and of training")
+    p.add_argument(
+        "--base-steps",
+        type=int,
+        default=60,
+        metavar="STEPS",
+        help="training steps of the published base model",
+    )
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=120,
+        metavar="STEPS",
+        help="training steps of the miner's grown model",
+    )
     p.set_defaults(func=run)
 
 

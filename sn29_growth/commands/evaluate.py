@@ -25,9 +25,16 @@ def register(sub) -> None:
         help="samples: embedded held-out corpus, FineWeb-edu, or a .txt/.jsonl file "
         "(default: the competition's dataset when online, local when offline)",
     )
-    p.add_argument("--samples", type=int, help="number of samples (default: the competition's pages, or all)")
-    p.add_argument("--seed", type=int, default=0, help="sample choice and grouping seed (default 0)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument(
+        "--samples",
+        type=int,
+        metavar="N",
+        help="number of samples (default: the competition's pages, or all)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="sample choice and grouping seed")
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), help="where models run (default: cuda when available)"
+    )
     p.add_argument("--cache-dir", help="loss/tokenization/dataset cache (default: ~/.cache/sn29-growth/eval)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write on-disk caches")
     p.add_argument(
@@ -35,10 +42,14 @@ def register(sub) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="tokenize, load and score each model in its own worker process, killed after --timeout: a "
-        "hostile model that hangs or crashes costs only its own row (default: on)",
+        "hostile model that hangs or crashes costs only its own row",
     )
     p.add_argument(
-        "--timeout", type=float, default=3600.0, help="seconds per model before its worker is killed (default 3600)"
+        "--timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds per model before its worker is killed",
     )
     p.add_argument("--json", action="store_true", help="print a JSON document with per-sample losses")
     p.set_defaults(func=run)

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from sn29_growth.cliutil import ArgumentParser, parse_bytes, parse_count
 from sn29_growth.growth.spec import HIDDEN_METHODS, INITS, PLACEMENTS
 
 # Growth allocates and frees many large tensors: with transparent huge pages torch's CPU allocator takes
@@ -21,34 +22,15 @@ TARGET_FLAGS = (
     ("--num-key-value-heads", "num_key_value_heads"),
     ("--vocab-size", "vocab_size"),
 )
-_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
-_BYTE_UNITS = {"": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_BYTE_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "B": 1})
 
-
-def _scaled(text: str, units: dict[str, int], what: str) -> int:
-    s = text.strip().upper().replace("_", "").replace(",", "")
-    num = s.rstrip("KMGTBI")
-    unit = s[len(num) :]
-    if unit not in units:
-        raise argparse.ArgumentTypeError(f"cannot read {what} {text!r}")
-    try:
-        value = float(num) * units[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"cannot read {what} {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{what} must be positive, got {text!r}")
-    return int(value)
-
-
-def parse_count(text: str) -> int:
-    """``20.1B``, ``7e9``, ``14000000000`` → an integer count."""
-    return _scaled(text, _UNITS, "count")
-
-
-def parse_bytes(text: str) -> int:
-    """``42e9``, ``2GB``, ``512MiB`` → bytes."""
-    return _scaled(text, _BYTE_UNITS, "size")
+TARGET_HELP = {
+    "hidden_size": "new hidden size (adds the query heads that keep hidden = heads x head_dim)",
+    "intermediate_size": "new MLP width",
+    "num_hidden_layers": "new number of decoder layers",
+    "num_attention_heads": "new number of query heads (inside their kv groups)",
+    "num_key_value_heads": "new number of key/value heads",
+    "vocab_size": "new vocabulary size (tokens; the only growth that changes the loss, within log(1 + k/V))",
+}
 
 
 def _positions(text: str) -> tuple[int, ...]:
@@ -65,24 +47,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dst", metavar="DST", help="new output directory (must not exist)")
     g = p.add_argument_group("targets (any combination; omitted dimensions are kept)")
     for flag, dest in TARGET_FLAGS:
-        g.add_argument(flag, dest=dest, type=int, metavar="N")
+        g.add_argument(flag, dest=dest, type=int, metavar="N", help=TARGET_HELP[dest])
     g.add_argument(
         "--layer-placement",
         choices=PLACEMENTS,
         default=None,
-        help="where new blocks go (default interleaved)",
+        help="where new blocks go (default: interleaved; positions when --layer-positions is given)",
     )
     g.add_argument(
         "--layer-positions", type=_positions, default=None, metavar="I,J", help="output indices of new blocks"
     )
     g.add_argument(
-        "--max-params", type=parse_count, metavar="N", help="grow to the planner's shape for this limit"
+        "--max-params",
+        type=parse_count,
+        metavar="N",
+        help="parameter limit (e.g. 20.1B): grow to the planner's recommended shape (see sn29 plan)",
     )
-    g.add_argument("--max-bytes", type=parse_bytes, metavar="B", help="byte limit for the planner")
+    g.add_argument(
+        "--max-bytes",
+        type=parse_bytes,
+        metavar="BYTES",
+        help="byte limit of the weights for the planner (e.g. 42e9, 40GB)",
+    )
     m = p.add_argument_group("method")
-    m.add_argument("--hidden-method", choices=HIDDEN_METHODS, default="divisor", help="default: divisor")
-    m.add_argument("--init", choices=INITS, default="trainable", help="default: trainable")
-    m.add_argument("--noise", type=float, default=None, help="symmetry-breaking noise (clone default 0.01)")
+    m.add_argument(
+        "--hidden-method", choices=HIDDEN_METHODS, default="divisor", help="how the hidden size grows"
+    )
+    m.add_argument("--init", choices=INITS, default="trainable", help="values of the new weights")
+    m.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="symmetry-breaking noise of clone growth (default: 0.01 for clone, else 0)",
+    )
     m.add_argument(
         "--allow-off-network-shapes",
         dest="off_network",
@@ -91,12 +88,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "validators (transformers 4.44); for experiments only",
     )
     m.add_argument("--recipe", metavar="FILE.yaml", help="multi-step growth recipe (instead of target flags)")
-    m.add_argument("--seed", type=int, default=None, help="random seed (default 0, or the recipe's)")
+    m.add_argument("--seed", type=int, default=None, help="random seed (default: 0, or the recipe's)")
     m.add_argument(
         "--dtype", default=None, help="output dtype: bfloat16, float16, float32 (default: the source's)"
     )
     o = p.add_argument_group("output")
-    o.add_argument("--max-shard-size", type=parse_bytes, default="2GB", help="output shard cap (default 2GB)")
+    o.add_argument(
+        "--max-shard-size",
+        type=parse_bytes,
+        default="2GB",
+        metavar="BYTES",
+        help="size cap of each output shard",
+    )
     o.add_argument("--verify", action="store_true", help="compare loss and logits of source and result")
     o.add_argument(
         "--probe", action="store_true", help="run two training steps and report stuck new parameters"
@@ -146,7 +149,10 @@ def build_spec(args, source_path=None):
     if not targets:
         raise ValueError("nothing to grow: give target flags (--hidden-size ...), --max-params or --recipe")
     return GrowthSpec(
-        (GrowthStep(**targets, **method),), seed=args.seed or 0, dtype=args.dtype, off_network=args.off_network
+        (GrowthStep(**targets, **method),),
+        seed=args.seed or 0,
+        dtype=args.dtype,
+        off_network=args.off_network,
     )
 
 
@@ -161,7 +167,9 @@ def plan_for(source_path, max_params, max_bytes, dtype, hidden_method="divisor",
     out_dtype = normalize_dtype(dtype) or config_dtype(config) or "bfloat16"
     limit = effective_limit(max_params, max_bytes, 4 if out_dtype == "float32" else 2)
     shape = Shape.from_config(config)
-    return recommended(plan_options(shape, limit, clone_only=hidden_method == "clone", off_network=off_network))
+    return recommended(
+        plan_options(shape, limit, clone_only=hidden_method == "clone", off_network=off_network)
+    )
 
 
 def _print_human(report) -> None:
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``grow`` on its own (``python -m sn29_growth.commands.grow``), as the ``sn29`` CLI would."""
     import logging
 
-    parser = argparse.ArgumentParser(prog="sn29 grow")
+    parser = ArgumentParser(prog="sn29 grow")
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

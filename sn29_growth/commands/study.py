@@ -28,12 +28,14 @@ def register(sub) -> None:
         "--out are reused, so an interrupted study resumes.",
     )
     p.add_argument("--config", default=None, metavar="STUDY.yaml", help="study config (default: packaged)")
-    p.add_argument("--out", default="sn29-study", metavar="DIR", help="run directory (default ./sn29-study)")
+    p.add_argument("--out", default="sn29-study", metavar="DIR", help="run directory")
     p.add_argument(
         "--report-dir", default=None, metavar="DIR", help="where the report files go (default: --out)"
     )
     p.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2", help="override the config's seeds")
-    p.add_argument("--steps", type=int, default=None, metavar="N", help="override train.steps of every arm")
+    p.add_argument(
+        "--steps", type=int, default=None, metavar="STEPS", help="override train.steps of every arm"
+    )
     p.add_argument(
         "--print-config",
         choices=("default", "gpu"),

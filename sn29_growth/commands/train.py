@@ -10,8 +10,12 @@ import json
 import logging
 import os
 
+from sn29_growth.cliutil import DEFAULT_EVAL_EVERY, add_training_arguments, train_config_from_args
+
 
 def register(sub) -> None:
+    from sn29_growth.train.config import DEVICES
+
     p = sub.add_parser(
         "train",
         help="train a checkpoint (re-warming the slices a growth recipe marks new); FSDP2 under torchrun",
@@ -23,91 +27,40 @@ def register(sub) -> None:
     )
     p.add_argument("model_dir", help="checkpoint directory (config, safetensors, tokenizer)")
     p.add_argument("out_dir", help="output directory (the final model, logs, checkpoints)")
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
-    p.add_argument(
-        "--stop-after", type=int, default=None, metavar="N", help="stop with a checkpoint after N steps"
+    add_training_arguments(p, tool="train")
+    r = p.add_argument_group("this run (sn29 train only)")
+    r.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="stop with a checkpoint after this many steps; continue later with --resume",
     )
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
-    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW decay of matrices (default 0.1)")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
-    p.add_argument("--schedule", choices=("cosine", "linear", "constant"), default="cosine")
-    p.add_argument("--warmup", type=int, default=10, metavar="STEPS", help="warm-up steps (default 10)")
-    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr / peak lr (default 0.1)")
-    p.add_argument(
-        "--new-lr-warmup", type=int, default=0, metavar="STEPS", help="extra warm-up of new slices"
-    )
-    p.add_argument("--new-only-steps", type=int, default=0, metavar="N", help="train only new slices first")
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per micro-batch per process")
-    p.add_argument("--seq-len", type=int, default=256, help="tokens predicted per sequence (default 256)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
-    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward")
-    p.add_argument(
-        "--dtype",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="compute dtype (autocast); auto = bfloat16 on cuda, float32 on cpu",
-    )
-    p.add_argument(
-        "--save-dtype",
-        choices=("source", "float32", "bfloat16", "float16"),
-        default="source",
-        help="dtype of the final model (default: what MODEL_DIR declares)",
-    )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument(
-        "--data", default="local", help="'local' (embedded corpus, train part) or a .txt/.jsonl file"
-    )
-    p.add_argument(
+    r.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT_DIR")
+    r.add_argument(
         "--val-data",
         default=None,
-        metavar="PATH",
+        metavar="FILE",
         help="validation .txt/.jsonl (default: the embedded corpus's held-out part)",
     )
-    p.add_argument(
-        "--eval-every", type=int, default=50, metavar="N", help="validate every N steps (0 = never)"
-    )
-    p.add_argument("--eval-windows", type=int, default=64, help="held-out windows per validation (0 = all)")
-    p.add_argument(
-        "--save-every", type=int, default=100, metavar="N", help="checkpoint every N steps (0 = never)"
-    )
-    p.add_argument("--keep-checkpoints", type=int, default=2)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT_DIR")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda when available")
+    r.add_argument("--seed", type=int, default=0, help="random seed (data order, torch RNG)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def config_from_args(args):
-    from sn29_growth.train import BatchConfig, CheckpointConfig, OptimizerConfig, ScheduleConfig, TrainConfig
-
-    return TrainConfig(
-        steps=args.steps,
-        stop_after=args.stop_after,
-        eval_every=args.eval_every,
-        optimizer=OptimizerConfig(lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip),
-        schedule=ScheduleConfig(
-            kind=args.schedule,
-            warmup_steps=args.warmup,
-            min_lr_ratio=args.min_lr_ratio,
-            new_lr_warmup=args.new_lr_warmup,
-            new_only_steps=args.new_only_steps,
-        ),
-        batch=BatchConfig(
-            batch_size=args.batch_size,
-            seq_len=args.seq_len,
-            grad_accum=args.grad_accum,
-            eval_windows=args.eval_windows,
-        ),
-        checkpoint=CheckpointConfig(
-            save_every=args.save_every, keep=args.keep_checkpoints, resume=args.resume
-        ),
+    """The TrainConfig of ``sn29 train``'s flags (the training flags are mapped by the same function as the
+    miner's: :func:`sn29_growth.cliutil.train_config_from_args`)."""
+    return train_config_from_args(
+        args,
+        eval_every=DEFAULT_EVAL_EVERY,
         device=args.device,
-        dtype=args.dtype,
-        save_dtype=args.save_dtype,
-        grad_checkpointing=args.grad_checkpointing,
+        resume=args.resume,
         seed=args.seed,
         progress=not args.no_progress,
+        stop_after=args.stop_after,
     )
 
 
@@ -121,7 +74,11 @@ def run(args) -> int:
     config = config_from_args(args)
     validation = FileTexts(args.val_data) if args.val_data else None
     result = train(
-        args.model_dir, args.out_dir, config, data=source_from_arg(args.data), validation=validation
+        args.model_dir,
+        args.out_dir,
+        config,
+        data=source_from_arg(args.data or "local"),
+        validation=validation,
     )
     if rank != 0:
         return 0

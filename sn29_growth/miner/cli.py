@@ -1,5 +1,5 @@
 """Flags of ``neurons/miner.py`` (bittensor conventions, the validator's names where the meaning is the
-same) → a :class:`MinerConfig` and real clients → :func:`run_miner`.
+same, ``sn29 train``'s training flags) → a :class:`MinerConfig` and real clients → :func:`run_miner`.
 
 Online: the bittensor chain (the wallet's hotkey signs the commitment) and the Hugging Face Hub
 (``HF_TOKEN`` or the stored token). ``--offline``: a local Hub directory (``--local-hub``) and a chain
@@ -14,6 +14,13 @@ import logging
 import sys
 from pathlib import Path
 
+from sn29_growth.cliutil import (
+    ArgumentParser,
+    add_deprecated_alias,
+    add_training_arguments,
+    check_model_argument,
+)
+from sn29_growth.cliutil import train_config_from_args as training_config
 from sn29_growth.logs import setup_logging
 from sn29_growth.miner.config import MinerConfig
 from sn29_growth.miner.run import MinerClients, run_miner
@@ -21,26 +28,34 @@ from sn29_growth.miner.run import MinerClients, run_miner
 log = logging.getLogger("sn29_growth.miner")
 
 DEFAULT_MODEL_DIR = "~/.cache/sn29-growth/miner"
+DEPRECATED_FLAGS = {"--train-steps": "--steps", "--train-data": "--data"}
+"""Old miner flag names (hidden, still accepted with a warning) → the names ``sn29 train`` uses."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="neurons/miner.py",
         description="SN29 miner: grow the competition's best model within its limits, train it, check that it "
-        "would win, upload it privately, commit it on chain, then make it public.",
+        "would win, upload it privately, commit it on chain, then make it public. The training flags are "
+        "those of `sn29 train`.",
     )
     chain = p.add_argument_group("chain")
-    chain.add_argument("--netuid", type=int, default=29)
+    chain.add_argument("--netuid", type=int, default=29, metavar="N", help="subnet id")
     chain.add_argument(
         "--subtensor.network", dest="network", default="finney", help="finney | test | local | ws://host:port"
     )
-    chain.add_argument("--wallet.name", dest="wallet_name", default="default")
-    chain.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default")
-    chain.add_argument("--wallet.path", dest="wallet_path", default="~/.bittensor/wallets")
+    chain.add_argument("--wallet.name", dest="wallet_name", default="default", help="coldkey wallet name")
+    chain.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default", help="hotkey name")
+    chain.add_argument(
+        "--wallet.path", dest="wallet_path", default="~/.bittensor/wallets", help="wallets folder"
+    )
     model = p.add_argument_group("model")
-    model.add_argument("--competition", default="c00", help="competition id (default c00)")
+    model.add_argument("--competition", default="c00", help="competition id")
     model.add_argument(
-        "--competitions", default=None, help="competitions.json URL or file (default: packaged copy)"
+        "--competitions",
+        default=None,
+        metavar="FILE|URL",
+        help="competitions.json URL or file (default: the packaged copy)",
     )
     model.add_argument("--hf-repo", required=True, metavar="ORG/NAME", help="Hub repository to publish to")
     model.add_argument(
@@ -53,57 +68,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--grow",
         default="auto",
         metavar="auto|none|RECIPE",
-        help="auto: the planner's shape within the limits; none: no growth; or a recipe file",
+        help="auto: the planner's shape within the limits (see `sn29 plan SRC --competition`); none: no "
+        "growth; or a recipe file",
     )
-    model.add_argument("--grow-seed", type=int, default=0)
+    model.add_argument(
+        "--grow-seed", type=int, default=0, metavar="SEED", help="seed of the growth's new weights"
+    )
     model.add_argument(
         "--model-dir",
         type=Path,
         default=Path(DEFAULT_MODEL_DIR),
-        help=f"downloads, runs and the miner state (default {DEFAULT_MODEL_DIR})",
+        metavar="DIR",
+        help="downloads, runs and the miner state",
     )
-    tr = p.add_argument_group("training (sn29 train)")
-    tr.add_argument(
-        "--train-steps", type=int, default=100, metavar="N", help="optimizer steps (0 = no training)"
-    )
-    tr.add_argument("--lr", type=float, default=3e-4)
-    tr.add_argument("--warmup", type=int, default=10, metavar="STEPS")
-    tr.add_argument("--batch-size", type=int, default=8)
-    tr.add_argument("--seq-len", type=int, default=256)
-    tr.add_argument("--grad-accum", type=int, default=1)
-    tr.add_argument(
-        "--train-data",
-        default=None,
-        metavar="local|fineweb|FILE",
-        help="training texts (default: fineweb; offline: local)",
-    )
+    tr = add_training_arguments(p, tool="miner")
     tr.add_argument(
         "--train-procs",
         type=int,
         default=1,
         metavar="N",
-        help="processes (GPUs) for training: >1 runs torchrun with FSDP2",
+        help="processes (GPUs) for training: >1 runs torchrun with FSDP2 (miner only)",
     )
     tr.add_argument(
-        "--train-samples", type=int, default=2000, metavar="N", help="FineWeb-edu texts per epoch (fineweb)"
-    )
-    tr.add_argument("--save-every", type=int, default=100, metavar="N", help="checkpoint every N steps")
-    tr.add_argument(
-        "--eval-every",
+        "--train-samples",
         type=int,
-        default=None,
-        metavar="N",
-        help="held-out validation every N steps (default: at the start and the end)",
+        default=2000,
+        metavar="TEXTS",
+        help="FineWeb-edu texts per epoch with --data fineweb (miner only)",
     )
-    tr.add_argument("--save-dtype", choices=("source", "float32", "bfloat16", "float16"), default="source")
+    for old, new in DEPRECATED_FLAGS.items():
+        add_deprecated_alias(p, old, new)
     ev = p.add_argument_group("would it win (the validator's evaluation and scoring)")
     ev.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     ev.add_argument(
-        "--dataset", default=None, help="fineweb | local | PATH (default: fineweb; offline: local)"
+        "--dataset",
+        default=None,
+        metavar="fineweb|local|PATH",
+        help="evaluation samples (default: fineweb; offline: local)",
     )
-    ev.add_argument("--samples", type=int, default=None, help="samples (default: the competition's)")
-    ev.add_argument("--seed", type=int, default=0, help="sample seed")
-    ev.add_argument("--min-win-rate", type=float, default=0.5, help="win rate needed to upload (default 0.5)")
+    ev.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples evaluated (default: the competition's)",
+    )
+    ev.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="SEED",
+        help="sample seed (evaluation, and FineWeb training texts)",
+    )
+    ev.add_argument(
+        "--min-win-rate", type=float, default=0.5, metavar="RATE", help="win rate needed to upload, 0..1"
+    )
     up = p.add_argument_group("upload")
     up.add_argument("--force-upload", action="store_true", help="upload and commit even if it would not win")
     up.add_argument("--no-upload", action="store_true", help="stop after the verdict (dry run)")
@@ -112,16 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--offline", action="store_true", help="no chain, no Hub: --local-hub and --offline-chain"
     )
     run.add_argument(
-        "--local-hub", type=Path, default=None, help="local Hub directory (default MODEL_DIR/local-hub)"
+        "--local-hub",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="local Hub directory (default: MODEL_DIR/local-hub)",
     )
     run.add_argument(
         "--offline-chain",
         type=Path,
         default=None,
-        help="offline chain file (default MODEL_DIR/offline-chain.json)",
+        metavar="FILE",
+        help="offline chain file (default: MODEL_DIR/offline-chain.json)",
     )
     run.add_argument("--json", action="store_true", help="print the report as JSON")
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -134,34 +158,26 @@ def _device(arg: str | None) -> str:
 
 
 def train_config_from_args(args: argparse.Namespace, device: str):
-    from sn29_growth.train.config import (
-        BatchConfig,
-        CheckpointConfig,
-        OptimizerConfig,
-        ScheduleConfig,
-        TrainConfig,
-    )
-
-    if args.train_steps < 0:
-        raise ValueError(f"--train-steps must be >= 0, got {args.train_steps}")
-    if args.train_steps == 0:
+    """The training run the flags describe (``None`` for ``--steps 0``): the same mapping as ``sn29 train``;
+    validated at the start and the end unless ``--eval-every`` says otherwise, always resumed."""
+    if args.steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    if args.steps == 0:
         return None
-    return TrainConfig(
-        steps=args.train_steps,
-        eval_every=args.eval_every if args.eval_every is not None else args.train_steps,
-        optimizer=OptimizerConfig(lr=args.lr),
-        schedule=ScheduleConfig(warmup_steps=min(args.warmup, args.train_steps)),
-        batch=BatchConfig(batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum),
-        checkpoint=CheckpointConfig(save_every=args.save_every, resume=True),
+    return training_config(
+        args,
+        eval_every=args.steps,
         device="cuda" if device.startswith("cuda") else "cpu",
-        save_dtype=args.save_dtype,
+        resume=True,
         progress=False,
+        warmup_cap=args.steps,
     )
 
 
 def config_from_args(args: argparse.Namespace) -> MinerConfig:
     if args.force_upload and args.no_upload:
         raise ValueError("--force-upload and --no-upload contradict each other")
+    check_model_argument("--base", args.base)
     device = _device(args.device)
     return MinerConfig(
         work_dir=args.model_dir.expanduser(),
@@ -171,7 +187,7 @@ def config_from_args(args: argparse.Namespace) -> MinerConfig:
         grow=args.grow,
         grow_seed=args.grow_seed,
         train=train_config_from_args(args, device),
-        train_data=args.train_data or ("local" if args.offline else "fineweb"),
+        train_data=args.data or ("local" if args.offline else "fineweb"),
         train_samples=args.train_samples,
         train_procs=args.train_procs,
         dataset=args.dataset or ("local" if args.offline else "fineweb"),
@@ -236,9 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         clients = build_clients(config, args)
         report = run_miner(config, clients)
     except (ValueError, OSError, RuntimeError, HubError, ChainClientError) as e:
+        if type(e).__name__ == "TrainingInterrupted":  # a pause: rerunning the command resumes
+            print(e, file=sys.stderr)
+            return 130
         print(f"miner: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format(), flush=True)
+    if report.status == "interrupted":
+        return 130
     if report.status == "not-network-compatible":
         return 2
     return 0 if report.status in ("published", "dry-run") else 1

@@ -258,9 +258,9 @@ def our_scores(
     import torch
 
     from sn29_growth.corpus import Sample
-    from sn29_growth.eval.tokenizers import load_tokenizer
     from sn29_growth.eval.loss import summed_losses
     from sn29_growth.eval.tokenize import TokenizeSettings, tokenize_samples
+    from sn29_growth.eval.tokenizers import load_tokenizer
     from sn29_growth.loading import load_model
     from sn29_growth.train.checkpoint import quiet_hf_progress
 

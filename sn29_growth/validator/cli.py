@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from sn29_growth.cliutil import ArgumentParser
 from sn29_growth.logs import setup_logging
 from sn29_growth.validator.config import DEFAULT_WEIGHTS_INTERVAL_BLOCKS, VERSION_KEY, ValidatorConfig
 from sn29_growth.validator.lock import ValidatorLock, ValidatorLocked
@@ -16,7 +17,7 @@ log = logging.getLogger("sn29_growth.validator")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="neurons/validator.py",
         description="SN29 validator: discover committed models, download, check, evaluate, score, set weights.",
     )
