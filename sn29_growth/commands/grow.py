@@ -195,9 +195,7 @@ def _print_human(report) -> None:
                 f"max |Δlogit| {c.max_abs_logit_diff:.2e}: {'ok' if c.ok else 'MISMATCH'}"
             )
     if report.probe:
-        print(
-            f"  probe: {report.probe.lines_checked} new lines checked, {len(report.probe.stuck)} stuck group(s)"
-        )
+        print(f"  probe: {report.probe.summary}")
         for s in report.probe.stuck[:10]:
             print(f"    {s}")
     if report.network:

@@ -23,7 +23,7 @@ from sn29_growth.arch import IGNORED_TENSORS, UnsupportedArchitecture, compare_t
 from sn29_growth.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from sn29_growth.checkpoint import GENERATION_CONFIG_FILE, RECIPE_FILE, check_destination, write_config
 from sn29_growth.growth.card import model_card
-from sn29_growth.growth.engine import grow_tensor, new_masks, new_slices
+from sn29_growth.growth.engine import grow_tensor, new_slices
 from sn29_growth.growth.plan import GrowthPlan, resolve_plan
 from sn29_growth.growth.planner import count_params
 from sn29_growth.growth.spec import GrowthSpec
@@ -31,7 +31,6 @@ from sn29_growth.growth.verify import (
     ProbeResult,
     Verification,
     corpus_sequences,
-    probe_trainability,
     tokenizer_for,
 )
 from sn29_growth.io import CheckpointError, PlannedTensor, ShardedCheckpoint, ShardWriter
@@ -184,10 +183,16 @@ def extend_tokenizer(src: Path, dst: Path, old_vocab: int, new_vocab: int) -> in
 def _write_weights(
     ckpt: ShardedCheckpoint, plan: GrowthPlan, out: Path, max_shard_bytes: int
 ) -> tuple[list[str], int]:
+    from sn29_growth.progress import Progress
+
     table = output_table(ckpt, plan)
     writer = ShardWriter(out, table, max_shard_bytes, metadata={"sn29_growth": "grow"}, background=True)
+    source_bytes = sum(i.nbytes for name, i in ckpt.infos.items() if not IGNORED_TENSORS.search(name))
+    shards = len(ckpt.files)
+    # a line every 30 s (source bytes grown, rate, ETA) besides the line per shard: a shard can take minutes
+    progress = Progress(source_bytes, "grow", unit="B", unit_scale=True, bar=False, logger=log)
     try:
-        for shard in ckpt.iter_shards():
+        for index, shard in enumerate(ckpt.iter_shards()):
             t0 = time.perf_counter()
             for name in shard.names:
                 if IGNORED_TENSORS.search(name):
@@ -195,7 +200,11 @@ def _write_weights(
                 for out_name, tensor in grow_tensor(name, shard.read(name), plan).items():
                     writer.write(out_name, tensor)
                     del tensor
-            log.info("grew %s in %.1fs", shard.path.name, time.perf_counter() - t0)
+                progress.update(ckpt.infos[name].nbytes, shards=f"{index}/{shards} done")
+            log.info(
+                "grew %s (shard %d/%d) in %.1fs", shard.path.name, index + 1, shards, time.perf_counter() - t0
+            )
+        progress.close()
         writer.close()
     except BaseException:
         writer.abort()
@@ -259,6 +268,10 @@ def grow_checkpoint(
             "dropping %d tensor(s) that are recomputed or tied: %s", len(dropped), ", ".join(dropped[:3])
         )
     report = GrowthReport(source, dst, plan, count_params(plan.source), count_params(plan.target))
+    if probe:
+        from sn29_growth.growth.streaming_verify import check_probe_memory
+
+        check_probe_memory(plan)  # refuse before writing anything when the probe cannot fit
     log.info(
         "growing %s (%s, %s params) -> %s (%s params, %s)",
         source.ref,
@@ -282,18 +295,22 @@ def grow_checkpoint(
         for finding in report.network.findings:
             log.warning("network check of the output: %s", finding.format())
         if verify:
+            from sn29_growth.growth.streaming_verify import layer_map
             from sn29_growth.growth.verify import verify_growth
 
+            # Streams one block of each model at a time: memory is a few blocks, not two models.
             report.verification = verify_growth(
-                source.path, tmp, dtypes=("float32", plan.dtype), exact_storage=plan.exact_storage
+                source.path,
+                tmp,
+                dtypes=("float32", plan.dtype),
+                exact_storage=plan.exact_storage,
+                layers=layer_map(plan),
             )
         if probe:
-            from sn29_growth.loading import load_model
+            from sn29_growth.growth.streaming_verify import probe_checkpoint
 
-            model = load_model(tmp)
             seqs = corpus_sequences(tokenizer_for(source.path), split="train", samples=4, max_len=128)
-            report.probe = probe_trainability(model, new_masks(plan), seqs)
-            del model
+            report.probe = probe_checkpoint(tmp, plan, seqs)  # embedding, head and a bounded set of blocks
         report.seconds = time.perf_counter() - t0
         if not report.ok:
             why = "verification"

@@ -1,13 +1,18 @@
 """Check a growth: same loss and logits on the embedded corpus, and no new parameter stuck at zero.
 
-:func:`verify_growth` loads source and result (fp32 and the checkpoint dtype) through the one model
-loader and compares mean token loss and max |Δlogit| over the old vocabulary. Vocabulary growth cannot
-be exact: the new tokens' logits enter the softmax, and with mean-initialised rows the loss rises by at
-most ``log(1 + k/V)`` (Jensen), which is the allowed band.
+:func:`verify_growth` compares source and result (fp32 and the checkpoint dtype): mean token loss and
+max |Δlogit| over the old vocabulary. By default it streams (:mod:`sn29_growth.growth.streaming_verify`):
+one decoder block of each model at a time and the output head in vocabulary chunks, so memory is a few
+blocks whatever the model size; :func:`verify_in_memory` loads both models whole through the one model
+loader (the reference the streaming path is tested against). Vocabulary growth cannot be exact: the new
+tokens' logits enter the softmax, and with mean-initialised rows the loss rises by at most
+``log(1 + k/V)`` (Jensen), which is the allowed band.
 
 :func:`probe_trainability` runs two AdamW steps (weight decay 0) and lists every new row/column/element
 line whose gradient stayed exactly zero and that did not move: a "stuck" slice. With two or more zero
-factors on a path (``init: zeros``) the lines are stuck forever.
+factors on a path (``init: zeros``) the lines are stuck forever. A growth with no new slice to check
+says "n/a". :func:`~sn29_growth.growth.streaming_verify.probe_checkpoint` runs it on a
+bounded set of blocks of a checkpoint and refuses cleanly when even that does not fit in memory.
 """
 
 from __future__ import annotations
@@ -124,6 +129,22 @@ def compare_models(
         ((a[:, :old_vocab] - b[:, :old_vocab]).abs().max().item() for a, b in zip(la, lb, strict=True)),
         default=0.0,
     )
+    return dtype_check(
+        dtype, ls, lg, diff, old_vocab=old_vocab, new_vocab=new_vocab, exact_storage=exact_storage
+    )
+
+
+def dtype_check(
+    dtype: str,
+    loss_source: float,
+    loss_grown: float,
+    max_abs_logit_diff: float,
+    *,
+    old_vocab: int,
+    new_vocab: int,
+    exact_storage: bool = True,
+) -> DtypeCheck:
+    """The verdict on measured losses and logit difference, with this dtype's tolerances."""
     bound = vocab_bound(old_vocab, new_vocab)
     if dtype != "float32":
         tol, logit_tol = LOW_PRECISION_LOSS_TOL, None
@@ -131,9 +152,21 @@ def compare_models(
         tol, logit_tol = FP32_LOSS_TOL, FP32_LOGIT_TOL
     else:
         tol, logit_tol = ROUNDED_LOSS_TOL, None
-    delta = lg - ls
-    ok = -tol <= delta <= bound + tol and (logit_tol is None or diff <= logit_tol)
-    return DtypeCheck(dtype, ls, lg, diff, tol, logit_tol, bound, bool(ok))
+    delta = loss_grown - loss_source
+    ok = -tol <= delta <= bound + tol and (logit_tol is None or max_abs_logit_diff <= logit_tol)
+    return DtypeCheck(dtype, loss_source, loss_grown, max_abs_logit_diff, tol, logit_tol, bound, bool(ok))
+
+
+def log_check(check: DtypeCheck) -> None:
+    log.info(
+        "verify %s: loss %.6f -> %.6f (Δ %+.2e), max |Δlogit| %.2e: %s",
+        check.dtype,
+        check.loss_source,
+        check.loss_grown,
+        check.loss_delta,
+        check.max_abs_logit_diff,
+        "ok" if check.ok else "MISMATCH",
+    )
 
 
 def verify_growth(
@@ -144,8 +177,45 @@ def verify_growth(
     samples: int = 8,
     max_len: int = 256,
     exact_storage: bool = True,
+    layers: Sequence[int | None] | None = None,
+    streaming: bool = True,
+    device: str | torch.device | None = None,
 ) -> Verification:
-    """Load both checkpoints in each dtype and compare them on the embedded corpus's held-out part."""
+    """Compare both checkpoints in each dtype on the embedded corpus's held-out part.
+
+    Streams block by block (:func:`~sn29_growth.growth.streaming_verify.verify_streaming`; ``layers``:
+    the source block of every output block, None for an inserted one, ``device``: default CUDA when
+    available) unless ``streaming=False`` or the model type has no streaming path, then loads both models
+    whole on the CPU (:func:`verify_in_memory`). Both give the same :class:`Verification`.
+    """
+    from sn29_growth.growth.streaming_verify import supports_streaming, verify_streaming
+
+    if streaming and supports_streaming(source_dir) and supports_streaming(grown_dir):
+        return verify_streaming(
+            source_dir,
+            grown_dir,
+            dtypes=dtypes,
+            samples=samples,
+            max_len=max_len,
+            exact_storage=exact_storage,
+            layers=layers,
+            device=device,
+        )
+    return verify_in_memory(
+        source_dir, grown_dir, dtypes=dtypes, samples=samples, max_len=max_len, exact_storage=exact_storage
+    )
+
+
+def verify_in_memory(
+    source_dir: str | os.PathLike,
+    grown_dir: str | os.PathLike,
+    *,
+    dtypes: Sequence[str] = ("float32",),
+    samples: int = 8,
+    max_len: int = 256,
+    exact_storage: bool = True,
+) -> Verification:
+    """Load both checkpoints whole in each dtype and compare them (memory: both models, every dtype)."""
     from sn29_growth.loading import load_model, read_config
 
     old_vocab = int(read_config(source_dir)["vocab_size"])
@@ -166,15 +236,7 @@ def verify_growth(
             exact_storage=exact_storage,
         )
         del src, grown
-        log.info(
-            "verify %s: loss %.6f -> %.6f (Δ %+.2e), max |Δlogit| %.2e: %s",
-            dtype,
-            check.loss_source,
-            check.loss_grown,
-            check.loss_delta,
-            check.max_abs_logit_diff,
-            "ok" if check.ok else "MISMATCH",
-        )
+        log_check(check)
         checks.append(check)
     tokens = sum(s.numel() - 1 for s in seqs)
     return Verification(tuple(checks), len(seqs), tokens, all(c.ok for c in checks))
@@ -200,16 +262,42 @@ class ProbeResult:
     steps: int
     lines_checked: int
     stuck: tuple[StuckSlice, ...] = field(default_factory=tuple)
+    # the output blocks the probe trained (with embedding, head and final norm); None: every block
+    layers: tuple[int, ...] | None = None
 
     @property
     def ok(self) -> bool:
         return not self.stuck
 
+    @property
+    def applicable(self) -> bool:
+        """False when the growth made no new slice the probe can check (its summary says "n/a")."""
+        return bool(self.lines_checked or self.stuck)
+
+    @property
+    def summary(self) -> str:
+        if not self.applicable:
+            return "n/a (no new parameter slices to check)"
+        where = "" if self.layers is None else f" (blocks {list(self.layers)} with embedding and head)"
+        return f"{self.lines_checked} new lines checked{where}, {len(self.stuck)} stuck group(s)"
+
+    def renamed(self, names: dict[int, int], layers: tuple[int, ...] | None) -> ProbeResult:
+        """This result with block indices mapped by ``names`` (probe model → output model)."""
+        stuck = []
+        for s in self.stuck:
+            tensor = s.tensor
+            if tensor.startswith("model.layers."):
+                index, rest = tensor.removeprefix("model.layers.").split(".", 1)
+                tensor = f"model.layers.{names[int(index)]}.{rest}"
+            stuck.append(StuckSlice(tensor, s.axis, s.count, s.first))
+        return ProbeResult(self.steps, int(self.lines_checked), tuple(stuck), layers)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
-            "lines_checked": self.lines_checked,
+            "lines_checked": int(self.lines_checked),
             "stuck": [asdict(s) for s in self.stuck],
+            "layers": None if self.layers is None else list(self.layers),
         }
 
 
@@ -233,6 +321,7 @@ def probe_trainability(
     *,
     steps: int = 2,
     lr: float = 1e-3,
+    log_stuck: bool = True,
 ) -> ProbeResult:
     """Run ``steps`` AdamW steps (weight decay 0) on ``sequences``; report new lines that never trained."""
     params = dict(model.named_parameters())
@@ -271,6 +360,7 @@ def probe_trainability(
                     StuckSlice(n, -1 if live.dim() == 1 else axis, idx.numel(), tuple(idx[:4].tolist()))
                 )
     result = ProbeResult(steps, checked, tuple(stuck))
-    for s in stuck:
-        log.warning("stuck: %s", s)
+    if log_stuck:
+        for s in stuck:
+            log.warning("stuck: %s", s)
     return result
