@@ -22,14 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+from benchlib import finish, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -100,18 +100,10 @@ def run_measured(cmd: list[str], *, sync: bool = False) -> dict:
     Dirty pages are flushed first, so every run starts from the same state; with ``sync`` the flush of
     what the command wrote is part of its time (``sn29 grow`` fsyncs its own shards).
     """
-    os.sync()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if sync:
-        os.sync()
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read() if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
+    measured, code, _, err = run_child(cmd, sync=sync)
     if code:
         raise RuntimeError(f"{cmd[2] if len(cmd) > 2 else cmd[0]}... failed ({code}):\n{err[-3000:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    return measured
 
 
 def best_of(runs: list[dict]) -> dict:
@@ -139,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # The parent stays small (no torch): a forked child's peak RSS starts from its parent's RSS.
-    from importlib.metadata import version
 
     from sn29_growth.commands.grow import parse_bytes
     from sn29_growth.growth.planner import count_params
@@ -200,19 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios["naive_over_stream_time"] = round(n["wall_s"] / s["wall_s"], 2)
             ratios["naive_over_stream_rss"] = round(n["peak_rss_mib"] / s["peak_rss_mib"], 2)
         results["ratios"] = ratios
-        results["machine"] = {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": version("torch"),
-            "load_avg": [round(x, 2) for x in os.getloadavg()],
-        }
-        results["date"] = date.today().isoformat()
-        results["command"] = " ".join(
-            ["python scripts/bench_grow.py", *(argv if argv is not None else sys.argv[1:])]
-        )
-        print(json.dumps(results, indent=2))
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        finish(results, "bench_grow.py", argv if argv is not None else sys.argv[1:], args.json)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

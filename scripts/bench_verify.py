@@ -24,14 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+from benchlib import finish, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -111,16 +111,7 @@ def shape_config(shape) -> dict:
 
 def run_measured(cmd: list[str]) -> dict:
     """Run ``cmd`` in a fresh process: wall time, peak RSS (``wait4``) and its ``RESULT`` line."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # the call that reaps the child gets its rusage
-        wall = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    result = {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    result, code, stdout, stderr = run_child(cmd)
     line = next((ln for ln in stdout.splitlines() if ln.startswith("RESULT ")), None)
     if code or line is None:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
@@ -157,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # The parent stays small (no torch): a forked child's peak RSS starts from its parent's RSS.
-    from importlib.metadata import version
 
     from sn29_growth.arch import Shape
     from sn29_growth.growth.planner import count_params
@@ -215,19 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["max_relative_loss_difference"] = max(
                     abs(a[k] - b[k]) / abs(a[k]) for a, b in pairs for k in ("loss_source", "loss_grown")
                 )
-        results["machine"] = {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": version("torch"),
-            "load_avg": [round(x, 2) for x in os.getloadavg()],
-        }
-        results["date"] = date.today().isoformat()
-        results["command"] = " ".join(
-            ["python scripts/bench_verify.py", *(argv if argv is not None else sys.argv[1:])]
-        )
-        print(json.dumps(results, indent=2))
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        finish(results, "bench_verify.py", argv if argv is not None else sys.argv[1:], args.json)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train_loop import small_config
 
 from sn29_growth.checkpoint import save_model
 from sn29_growth.tiny import build_tiny
@@ -138,20 +139,6 @@ def test_sigterm_pauses_too(base, straight, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- in process
-
-
-def small_config(**overrides) -> TrainConfig:
-    kw = dict(
-        steps=6,
-        eval_every=0,
-        optimizer=OptimizerConfig(lr=3e-3),
-        schedule=ScheduleConfig(warmup_steps=2),
-        batch=BatchConfig(batch_size=4, seq_len=32, eval_windows=16),
-        checkpoint=CheckpointConfig(save_every=0),
-        progress=False,
-    )
-    kw.update(overrides)
-    return TrainConfig(**kw)
 
 
 def signal_during_step(monkeypatch, step: int, sig=signal.SIGINT) -> None:

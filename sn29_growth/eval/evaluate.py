@@ -53,7 +53,7 @@ from sn29_growth.eval.tokenizers import (
     Tokenizers,
     TokenizerUnusable,
 )
-from sn29_growth.network.rules import check_model
+from sn29_growth.network.rules import NetworkCheck, check_model
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class _Prepared:
     files: dict[str, int]
     rejection: str | None = None
     path: Path | None = None
-    network: str | None = None
+    network: NetworkCheck | None = None  # read once: the table's column and the tokenizer's loadability
 
 
 class _Evaluator:
@@ -209,7 +209,7 @@ class _Evaluator:
     def gate(self, prep: _Prepared, block: int, competition: Competition) -> ModelResult | Path:
         """The checks that read no tokenizer and no weights, then the download: a path, or a rejected row."""
         if prep.path is not None and prep.network is None:
-            prep.network = check_model(prep.path).summary()
+            prep.network = check_model(prep.path)
         base = self._base(prep, block)
         if prep.rejection:
             return ModelResult(**base, rejection=prep.rejection)
@@ -225,12 +225,13 @@ class _Evaluator:
         except HubError as e:
             return ModelResult(**base, rejection=f"hub: {type(e).__name__}: {e}")
         if prep.network is None:
-            prep.network = check_model(path).summary()
+            prep.network = check_model(path)
         return path
 
     def _base(self, prep: _Prepared, block: int) -> dict[str, Any]:
         arch = checks.architecture(prep.config) if prep.config else None
-        return dict(name=prep.name, block=block, architecture=arch, network=prep.network)
+        network = prep.network.summary() if prep.network else None
+        return dict(name=prep.name, block=block, architecture=arch, network=network)
 
     def evaluate(
         self, prep: _Prepared, block: int, competition: Competition, policy: TokenizerPolicy, samples
@@ -256,7 +257,9 @@ class _Evaluator:
 
         base = self._base(prep, block)
         try:
-            chosen = self.tokenizers.choose(path, prep.config.get("model_type"), competition, policy, samples)
+            chosen = self.tokenizers.choose(
+                path, prep.config.get("model_type"), competition, policy, samples, prep.network
+            )
         except PASS_THROUGH:
             raise
         except TokenizerUnusable as e:
@@ -357,7 +360,7 @@ def _isolated_row(
     row = (result.response or {}).get("models", {}).get(prep.name)
     if not isinstance(row, dict):
         return ModelResult(**base, rejection="evaluation failed: the worker returned no row", failed=True)
-    return replace(ModelResult.from_json(row, name=prep.name, block=block), network=prep.network)
+    return replace(ModelResult.from_json(row, name=prep.name, block=block), network=prep.network.summary() if prep.network else None)
 
 
 # ------------------------------------------------------------------------------------------- public

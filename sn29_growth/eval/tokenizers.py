@@ -17,7 +17,7 @@ from typing import Any
 
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.eval.tokenize import TokenizationCache, TokenizedSet, TokenizeSettings
-from sn29_growth.network.rules import check_model
+from sn29_growth.network.rules import NetworkCheck, check_model
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,21 @@ class Tokenizers:
         return self._competition[competition.tokenizer]
 
     def choose(
-        self, path: Path, model_type: str | None, competition: Competition, policy: TokenizerPolicy, samples
+        self,
+        path: Path,
+        model_type: str | None,
+        competition: Competition,
+        policy: TokenizerPolicy,
+        samples,
+        network: NetworkCheck | None = None,
     ) -> Tokenization:
         """The tokenization the network's rule gives the model at ``path``, or raises
         :class:`TokenizerUnusable` with the reason.
 
         A model's own tokenizer (``tokenizer.json``, when ``policy.own``) must load on the network's stack
         and pass the round trips; if it does not, the competition's tokenizer scores the model instead,
-        as the reference does (``policy.fallback``), else the model is rejected for it.
+        as the reference does (``policy.fallback``), else the model is rejected for it. ``network``: the
+        folder's network check when the caller has it already (else it is read here).
         """
         own_problem = None
         if (policy.own or not competition.tokenizer) and (path / "tokenizer.json").is_file():
@@ -108,6 +115,9 @@ class Tokenizers:
                     "cannot score a model's own tokenizer"
                 )
             try:
+                problem = (network or check_model(path)).loading_problem()
+                if problem:
+                    raise TokenizerUnusable(problem)
                 return self._tokenize_with(path, model_type, competition, policy, samples)
             except PASS_THROUGH:
                 raise
@@ -130,10 +140,6 @@ class Tokenizers:
         self, path: Path | None, model_type: str | None, competition: Competition, policy: TokenizerPolicy, samples
     ) -> Tokenization:
         own = path is not None
-        if own:
-            problem = check_model(path).loading_problem()
-            if problem:
-                raise TokenizerUnusable(problem)
         settings = TokenizeSettings.from_competition(competition, own_tokenizer=own, allow_bos=policy.allow_bos)
         tokenizer = load_tokenizer(path, model_type) if own else self.competition_tokenizer(competition)
         tokens = self.cache.tokenize(tokenizer, samples, settings)
