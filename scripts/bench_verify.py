@@ -87,26 +87,22 @@ print("RESULT " + json.dumps({"seconds": round(seconds, 2), "rss_after_imports_m
 
 
 def shape_config(shape) -> dict:
+    """A Llama config of ``(hidden, intermediate, layers, heads, kv_heads, vocab, tied)``."""
+    from sn29_growth.growth.synthetic import llama_config
+
     hidden, inter, layers, heads, kv, vocab, tied = shape
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": hidden,
-        "intermediate_size": inter,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": kv,
-        "head_dim": hidden // heads,
-        "vocab_size": vocab,
-        "max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "tie_word_embeddings": tied,
-        "hidden_act": "silu",
-        "initializer_range": 0.02,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-    }
+    return llama_config(
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        vocab_size=vocab,
+        max_position_embeddings=4096,
+        tie_word_embeddings=tied,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
 
 
 def run_measured(cmd: list[str]) -> dict:
