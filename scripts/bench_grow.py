@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     # The parent stays small (no torch): a forked child's peak RSS starts from its parent's RSS.
 
     from sn29_growth.commands.grow import parse_bytes
-    from sn29_growth.growth.planner import count_params
+    from sn29_growth.growth.fit import count_params
 
     src_shape, dst_shape = SIZES[args.size]
     shard = parse_bytes(args.shard_size)

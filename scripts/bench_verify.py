@@ -57,7 +57,7 @@ args = json.loads(sys.argv[1])
 import torch
 if args["threads"]:
     torch.set_num_threads(args["threads"])
-from sn29_growth.growth.plan import resolve_plan
+from sn29_growth.growth.resolve import resolve_plan
 from sn29_growth.growth.spec import GrowthSpec
 from sn29_growth.growth.streaming_verify import layer_map, verify_streaming
 from sn29_growth.growth.verify import verify_in_memory
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     # The parent stays small (no torch): a forked child's peak RSS starts from its parent's RSS.
 
     from sn29_growth.arch import Shape
-    from sn29_growth.growth.planner import count_params
+    from sn29_growth.growth.fit import count_params
 
     src_shape, dst_shape = SIZES[args.size]
     src_cfg = json.loads(LLAMA_32_1B.read_text()) if src_shape is None else shape_config(src_shape)

@@ -84,7 +84,9 @@ def parse_json_bounded(data: bytes, limits: JsonLimits, where: str) -> Any:
     skeleton = _STRING.sub(b'""', data)
     depth = _nesting_depth(skeleton)
     if depth > limits.max_depth:
-        raise CheckpointFileError(f"{where}: nested {depth} levels deep, above the limit of {limits.max_depth}")
+        raise CheckpointFileError(
+            f"{where}: nested {depth} levels deep, above the limit of {limits.max_depth}"
+        )
     values = skeleton.count(b",") + skeleton.count(b":") + 1
     if values > limits.max_values:
         raise CheckpointFileError(

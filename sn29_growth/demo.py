@@ -147,11 +147,11 @@ def step_publish_base(out_dir: Path, base: Path, steps: int, report: DemoReport)
 
 
 def step_growth(out_dir: Path, src: Path, report: DemoReport) -> None:
-    from sn29_growth.growth.demo import demo_growth
+    from sn29_growth.growth.every_dimension import grow_every_dimension
 
     dst = out_dir / "grown-every-dimension"
     _say("[3/5] growth: hidden (norm_divisor), heads, kv heads, MLP and depth, verified on the held-out text")
-    g = demo_growth(src, dst)
+    g = grow_every_dimension(src, dst)
     _say(
         f"      {g.parameters_before:,} → {g.parameters_after:,} parameters; held-out loss "
         f"{g.loss_before:.6f} → {g.loss_after:.6f} (Δ {g.loss_delta:+.1e}); "

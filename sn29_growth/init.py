@@ -207,7 +207,7 @@ def init_checkpoint(
     from sn29_growth.arch import Shape
     from sn29_growth.atomic import atomic_directory
     from sn29_growth.checkpoint import config_dtype_name
-    from sn29_growth.growth.planner import count_params
+    from sn29_growth.growth.fit import count_params
     from sn29_growth.growth.spec import normalize_dtype
     from sn29_growth.growth.synthetic import write_random_checkpoint
     from sn29_growth.network.rules import check_model

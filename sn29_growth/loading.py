@@ -39,7 +39,9 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     except CheckpointFileError as e:
         raise ModelLoadError(str(e)) from None
     if "auto_map" in config:
-        raise ModelLoadError(f"{Path(path) / 'config.json'}: config has auto_map (remote code), which is never executed")
+        raise ModelLoadError(
+            f"{Path(path) / 'config.json'}: config has auto_map (remote code), which is never executed"
+        )
     return config
 
 
@@ -114,7 +116,9 @@ def load_config(path: str | os.PathLike, *, network: bool = False):
     if not isinstance(model_type, str) or not model_type:
         raise ModelLoadError(f"{path}: config.json has no model_type")
     ensure_patched(model_type)
-    fields = {k: v for k, v in config_for_loading(raw, str(path), network=network).items() if k != "model_type"}
+    fields = {
+        k: v for k, v in config_for_loading(raw, str(path), network=network).items() if k != "model_type"
+    }
     try:
         return AutoConfig.for_model(model_type, **fields)
     except Exception as e:  # strict config validation errors come in several classes
@@ -219,7 +223,10 @@ def check_model_class(model: torch.nn.Module, raw: dict[str, Any], where: str) -
         raise ModelLoadError(
             f"{where}: model_type {model_type!r} instantiated {name}, but architectures says {archs!r}"
         )
-    if not patched_classes_active(model_type) or type(model).__module__ not in ("transformers_llama", "transformers_phi3"):
+    if not patched_classes_active(model_type) or type(model).__module__ not in (
+        "transformers_llama",
+        "transformers_phi3",
+    ):
         raise ModelLoadError(f"{where}: {name} is not the norm_divisor-aware class of this package")
 
 

@@ -95,7 +95,7 @@ def test_recipe_runs_several_steps(save_tiny, tmp_path, capsys):
 
 def test_max_params_applies_the_planned_shape(save_tiny, tmp_path, capsys):
     from sn29_growth.arch import Shape
-    from sn29_growth.growth.planner import plan_options
+    from sn29_growth.growth.fit import plan_options
 
     src = save_tiny(tiny("llama-gqa"))
     best = plan_options(Shape.from_config(json.loads((src / "config.json").read_text())), 500_000)[0]
@@ -240,7 +240,7 @@ def test_standalone_entry_point_exit_codes(save_tiny, tmp_path, capsys):
 
 def test_recipe_new_slices_match_the_growth_masks(save_tiny, tmp_path, capsys):
     from sn29_growth.growth.engine import new_masks
-    from sn29_growth.growth.plan import resolve_plan
+    from sn29_growth.growth.resolve import resolve_plan
     from sn29_growth.growth.spec import GrowthSpec, GrowthStep
     from sn29_growth.loading import load_model
     from sn29_growth.train.recipe import build_masks, read_new_slices

@@ -9,7 +9,7 @@ import torch
 
 from sn29_growth.arch import LLAMA, PHI3, Shape
 from sn29_growth.growth import ops
-from sn29_growth.growth.plan import GrowthError, layer_sources, resolve_plan
+from sn29_growth.growth.resolve import GrowthError, layer_sources, resolve_plan
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep, load_recipe
 from sn29_growth.norm import DivisorRMSNorm
 

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+from fake_hub_server import HubHTTPServer
 
 from sn29_growth.hub import (
     DiskBudget,
@@ -27,7 +28,6 @@ from sn29_growth.hub.cache import STAGING_DIR, snapshot_path
 from sn29_growth.hub.hf_client import HfHubClient, HubTimeouts
 from sn29_growth.hub.local import Faults, LocalHub, LocalHubClient, add_commit
 from sn29_growth.hub.retry import RetryPolicy
-from sn29_growth.hub.testing import HubHTTPServer
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.01)
 REPO = "alice/tiny"

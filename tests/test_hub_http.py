@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_hub_server import HubHTTPServer
 from huggingface_hub import HfApi, constants, snapshot_download
 
 from sn29_growth.hub import (
@@ -22,7 +23,6 @@ from sn29_growth.hub.hf_client import HfHubClient, HubTimeouts
 from sn29_growth.hub.local import Faults, LocalHub, add_commit
 from sn29_growth.hub.policy import MODEL_FILE_PATTERNS
 from sn29_growth.hub.retry import RetryPolicy
-from sn29_growth.hub.testing import HubHTTPServer
 
 REPO = "alice/tiny"
 FILES = {

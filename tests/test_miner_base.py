@@ -140,7 +140,9 @@ def test_hostile_current_bests_are_skipped_for_the_next_best(env, models, tmp_pa
         (("nested", _nested_config), ("layers", _million_layers), ("panic", _panicking_tokenizer)), start=1
     ):
         path = _hostile(models["b"], tmp_path / name, edit)
-        chain.put(hotkey(uid), publish(hub, f"eve/{name}", path, uid), block=10 * uid, incentive=1.0 - uid / 10)
+        chain.put(
+            hotkey(uid), publish(hub, f"eve/{name}", path, uid), block=10 * uid, incentive=1.0 - uid / 10
+        )
     chain.put(hotkey(0), publish(hub, "alice/a", models["a"], 0), block=500, incentive=0.1)
     from sn29_growth.miner.base import best_on_chain
 

@@ -202,9 +202,8 @@ def test_hash_covers_model_files_only(tmp_path):
 
 @pytest.fixture
 def hub_server(monkeypatch, tmp_path):
+    from fake_hub_server import HubHTTPServer
     from huggingface_hub import constants
-
-    from sn29_growth.hub.testing import HubHTTPServer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

@@ -158,8 +158,8 @@ def build_spec(args, source_path=None):
 
 def plan_for(source_path, max_params, max_bytes, dtype, hidden_method="divisor", off_network=False):
     from sn29_growth.arch import Shape
-    from sn29_growth.growth.plan import config_dtype
-    from sn29_growth.growth.planner import effective_limit, plan_options, recommended
+    from sn29_growth.growth.fit import effective_limit, plan_options, recommended
+    from sn29_growth.growth.resolve import config_dtype
     from sn29_growth.growth.spec import normalize_dtype
     from sn29_growth.loading import read_config
 

@@ -1,7 +1,7 @@
 """``sn29 plan SRC --competition c00 | --max-params N``: GPU-friendly growth shapes that fill a limit.
 
 With ``--competition`` the limits are the competition's, exactly as the miner computes them
-(:func:`sn29_growth.miner.plan.parameter_limit`: ``parameters``, and ``model_size`` bytes less a 1 % header
+(:func:`sn29_growth.miner.grow.parameter_limit`: ``parameters``, and ``model_size`` bytes less a 1 % header
 margin and the source's config/tokenizer files, at the checkpoint's dtype). Every option says which limit
 binds it, or why it stops short of the limit (the planner's 4x caps), and comes with the ``sn29 grow``
 command that produces it.
@@ -158,7 +158,7 @@ class Limit:
 
 def competition_limits(competition, folder: Path, dtype: str) -> tuple[list[Limit], dict[str, int]]:
     """The competition's two limits in parameters, each exactly as the miner computes it."""
-    from sn29_growth.miner.plan import BYTES_PER_DTYPE, HEADER_MARGIN, parameter_limit
+    from sn29_growth.miner.grow import BYTES_PER_DTYPE, HEADER_MARGIN, parameter_limit
 
     by_bytes = parameter_limit(dataclasses.replace(competition, parameters=NO_LIMIT), folder, dtype)
     both = parameter_limit(competition, folder, dtype)
@@ -197,7 +197,7 @@ def load_competition(name: str, location: str | None):
 def stop_reasons(src, option, limit: int) -> list[str]:
     """Why ``option`` is not closer to ``limit``: [] when the limit binds (one more MLP step would exceed
     it), else the planner caps it reached."""
-    from sn29_growth.growth.planner import MAX_FACTOR, MAX_MLP_RATIO, MLP_STEP, WIDTH_STEP, count_params
+    from sn29_growth.growth.fit import MAX_FACTOR, MAX_MLP_RATIO, MLP_STEP, WIDTH_STEP, count_params
 
     s = option.shape
     if count_params(s.replace(intermediate_size=s.intermediate_size + MLP_STEP)) > limit:
@@ -237,10 +237,10 @@ def grow_argv(src: str, dst: str, source_shape, option, hidden_method: str, dtyp
 
 def run(args) -> int:
     from sn29_growth.arch import Shape
-    from sn29_growth.growth.plan import config_dtype
-    from sn29_growth.growth.planner import count_params, effective_limit, plan_options
+    from sn29_growth.growth.fit import count_params, effective_limit, plan_options
+    from sn29_growth.growth.resolve import config_dtype
     from sn29_growth.growth.spec import normalize_dtype
-    from sn29_growth.miner.plan import BYTES_PER_DTYPE, checkpoint_dtype
+    from sn29_growth.miner.grow import BYTES_PER_DTYPE, checkpoint_dtype
 
     if args.competition is None and args.max_params is None and args.max_bytes is None:
         raise ValueError("give --competition ID, --max-params N and/or --max-bytes BYTES")
@@ -342,7 +342,7 @@ def run(args) -> int:
 
 
 def _print_human(args, source, shape, dtype, limits, limit, binding, rows, recommended, competition) -> None:
-    from sn29_growth.growth.planner import count_params
+    from sn29_growth.growth.fit import count_params
 
     print(
         f"source: {args.src} ({shape.model_type}): {count_params(shape):,} parameters; hidden "

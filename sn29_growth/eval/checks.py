@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 from sn29_growth.arch import SUPPORTED, bounded_shape
 from sn29_growth.checkpoint import LIMITS_BY_NAME
-from sn29_growth.growth.planner import count_params
+from sn29_growth.growth.fit import count_params
 from sn29_growth.loading import ModelLoadError, check_norm_divisor
 from sn29_growth.network.rules import config_findings
 
@@ -47,9 +47,7 @@ def local_files(path: str | os.PathLike) -> dict[str, int]:
     """
     root = Path(path)
     return {
-        p.name: p.stat().st_size
-        for p in sorted(root.iterdir())
-        if not p.name.startswith(".") and p.is_file()
+        p.name: p.stat().st_size for p in sorted(root.iterdir()) if not p.name.startswith(".") and p.is_file()
     }
 
 

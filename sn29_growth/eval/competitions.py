@@ -526,7 +526,9 @@ class _LastGoodSource(Generic[T]):
         if self._last_good is not None:
             return self._last_good
         if self.location is not None and self.strict:
-            raise ValueError(f"--{self.what.replace(' ', '-')} {self.location}: {self.last_error or 'not read'}")
+            raise ValueError(
+                f"--{self.what.replace(' ', '-')} {self.location}: {self.last_error or 'not read'}"
+            )
         if self.location is not None:
             logger.warning("%s: no good read of %s yet; using the packaged default", self.what, self.location)
         return self._default()

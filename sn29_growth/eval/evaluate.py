@@ -267,12 +267,19 @@ class _Evaluator:
         except BaseException as e:  # a broken tokenizer of one model must not stop the evaluation
             log.warning("%s: tokenizer failed", prep.name, exc_info=True)
             return ModelResult(**base, rejection=f"tokenizer: {type(e).__name__}: {e}")
-        tokenizer, tokens, tok_settings, tok_note = chosen.tokenizer, chosen.tokens, chosen.settings, chosen.note
+        tokenizer, tokens, tok_settings, tok_note = (
+            chosen.tokenizer,
+            chosen.tokens,
+            chosen.settings,
+            chosen.note,
+        )
         base.update(tokenizer=chosen.name)
         vocab = prep.config.get("vocab_size")
         max_id = max(checks.tokenizer_max_id(tokenizer), tokens.max_id)
         if isinstance(vocab, int) and max_id >= vocab:
-            return ModelResult(**base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}")
+            return ModelResult(
+                **base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}"
+            )
 
         content = model_content_hash(path, self.cache_dir)
         base.update(content_hash=content)
@@ -360,11 +367,13 @@ def _isolated_row(
     row = (result.response or {}).get("models", {}).get(prep.name)
     if not isinstance(row, dict):
         return ModelResult(**base, rejection="evaluation failed: the worker returned no row", failed=True)
-    return replace(ModelResult.from_json(row, name=prep.name, block=block), network=prep.network.summary() if prep.network else None)
+    return replace(
+        ModelResult.from_json(row, name=prep.name, block=block),
+        network=prep.network.summary() if prep.network else None,
+    )
 
 
 # ------------------------------------------------------------------------------------------- public
-
 
 
 def evaluate_models(
@@ -459,9 +468,7 @@ def evaluate_models(
                 for block, p in enumerate(prepared)
             ]
     else:
-        rows = [
-            evaluator.evaluate(p, block, comp, policy, chosen) for block, p in enumerate(prepared)
-        ]
+        rows = [evaluator.evaluate(p, block, comp, policy, chosen) for block, p in enumerate(prepared)]
     scored = [ModelLosses(uid=r.block, block=r.block, losses=r.losses) for r in rows if not r.rejection]
     groups = 0
     if scored:

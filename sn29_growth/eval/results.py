@@ -59,7 +59,9 @@ class ModelResult:
     def from_json(cls, data: dict[str, Any], *, name: str, block: int) -> ModelResult:
         """A row from :meth:`to_json` (a worker's answer), relabelled for the caller's table."""
         rejection = data.get("rejection")
-        losses = () if rejection else tuple(math.inf if v is None else float(v) for v in data.get("losses") or ())
+        losses = (
+            () if rejection else tuple(math.inf if v is None else float(v) for v in data.get("losses") or ())
+        )
         return cls(
             name=name,
             block=block,

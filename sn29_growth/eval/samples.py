@@ -74,8 +74,14 @@ def resolve_samples(
     if free_tokenizer and not competition.free_tokenizer:
         tokenizer_note = "models' own tokenizers (local data / offline imply free_tokenizer)"
     if samples is None:
-        samples = competition.eval_pages * competition.rows_per_page if isinstance(source, FineWebSource) else 1 << 30
-    return SampleChoice(source, note, source.samples(samples, seed), free_tokenizer, tokenizer_note, not forced)
+        samples = (
+            competition.eval_pages * competition.rows_per_page
+            if isinstance(source, FineWebSource)
+            else 1 << 30
+        )
+    return SampleChoice(
+        source, note, source.samples(samples, seed), free_tokenizer, tokenizer_note, not forced
+    )
 
 
 def worker_request(

@@ -137,10 +137,17 @@ class Tokenizers:
         return found
 
     def _tokenize_with(
-        self, path: Path | None, model_type: str | None, competition: Competition, policy: TokenizerPolicy, samples
+        self,
+        path: Path | None,
+        model_type: str | None,
+        competition: Competition,
+        policy: TokenizerPolicy,
+        samples,
     ) -> Tokenization:
         own = path is not None
-        settings = TokenizeSettings.from_competition(competition, own_tokenizer=own, allow_bos=policy.allow_bos)
+        settings = TokenizeSettings.from_competition(
+            competition, own_tokenizer=own, allow_bos=policy.allow_bos
+        )
         tokenizer = load_tokenizer(path, model_type) if own else self.competition_tokenizer(competition)
         tokens = self.cache.tokenize(tokenizer, samples, settings)
         reason = tokens.rejection(competition.max_tokenize_fails)

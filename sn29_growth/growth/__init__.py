@@ -3,12 +3,12 @@
 Modules, in reading order:
 
 - :mod:`~sn29_growth.growth.spec`: what to grow (``GrowthStep``/``GrowthSpec``, YAML recipes);
-- :mod:`~sn29_growth.growth.plan`: a spec resolved against a config — validated shapes, index maps;
+- :mod:`~sn29_growth.growth.resolve`: a spec resolved against a config — validated shapes, index maps;
 - :mod:`~sn29_growth.growth.ops`: pure tensor operators (maps, gathers with fills, noise, the fold);
 - :mod:`~sn29_growth.growth.engine`: ``grow_tensor`` (one tensor), ``grow_state_dict``/``grow_model``;
 - :mod:`~sn29_growth.growth.execute`: ``grow_checkpoint`` — the streaming run behind ``sn29 grow``;
 - :mod:`~sn29_growth.growth.verify`: loss/logit comparison and the two-step trainability probe;
-- :mod:`~sn29_growth.growth.planner`: shapes that fill a parameter/byte limit (``sn29 plan``).
+- :mod:`~sn29_growth.growth.fit`: shapes that fill a parameter/byte limit (``sn29 plan``).
 
 Defaults: ``hidden_method: divisor`` (zero-pad + ``norm_divisor``, exact in bf16), ``init: trainable``
 (exactly one zero factor on every new path, the other factors drawn at the tensor's own scale), new

@@ -16,7 +16,7 @@ import torch
 
 from sn29_growth.arch import Axis, TensorEntry
 from sn29_growth.growth import ops
-from sn29_growth.growth.plan import GrowthPlan, Stage, StepPlan, resolve_plan
+from sn29_growth.growth.resolve import GrowthPlan, Stage, StepPlan, resolve_plan
 from sn29_growth.growth.spec import GrowthSpec
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from sn29_growth.atomic import atomic_directory, atomic_write_json, atomic_write
 from sn29_growth.checkpoint import GENERATION_CONFIG_FILE, RECIPE_FILE, check_destination, write_config
 from sn29_growth.growth.card import model_card
 from sn29_growth.growth.engine import grow_tensor, new_slices
-from sn29_growth.growth.plan import GrowthPlan, resolve_plan
-from sn29_growth.growth.planner import count_params
+from sn29_growth.growth.fit import count_params
+from sn29_growth.growth.resolve import GrowthPlan, resolve_plan
 from sn29_growth.growth.spec import GrowthSpec
 from sn29_growth.growth.verify import (
     ProbeResult,
@@ -176,7 +176,9 @@ def extend_tokenizer(src: Path, dst: Path, old_vocab: int, new_vocab: int) -> in
 
         size = len(AutoTokenizer.from_pretrained(str(dst), trust_remote_code=False))
         if size != new_vocab:
-            raise ValueError(f"--vocab-size: could not extend the tokenizer to {new_vocab} tokens (got {size})")
+            raise ValueError(
+                f"--vocab-size: could not extend the tokenizer to {new_vocab} tokens (got {size})"
+            )
     return added
 
 

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from sn29_growth.growth.engine import NewMask
-    from sn29_growth.growth.plan import GrowthPlan
+    from sn29_growth.growth.resolve import GrowthPlan
     from sn29_growth.growth.verify import DtypeCheck, ProbeResult, Verification
 
 log = logging.getLogger(__name__)

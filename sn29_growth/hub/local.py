@@ -8,7 +8,7 @@ Layout (one folder per commit, a ``refs`` folder for branches)::
 
 :class:`LocalHub` reads and writes that layout; :class:`LocalHubClient` serves it through the
 :class:`~sn29_growth.hub.protocol.HubClient` protocol with the same retry and verification code as the
-real client, and with injectable faults (:class:`Faults`). :mod:`sn29_growth.hub.testing` serves the same
+real client, and with injectable faults (:class:`Faults`). ``tests/fake_hub_server.py`` serves the same
 layout over HTTP for the real huggingface_hub client.
 """
 

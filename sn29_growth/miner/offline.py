@@ -146,5 +146,7 @@ def offline_clients(
         chain=chain,
         hub=LocalHubClient(hub_root),
         hotkey=key,
-        competitions=CompetitionsSource(None if competitions is None else os.fspath(competitions), strict=True),
+        competitions=CompetitionsSource(
+            None if competitions is None else os.fspath(competitions), strict=True
+        ),
     )

@@ -39,7 +39,7 @@ from sn29_growth.hub.protocol import HubClient
 from sn29_growth.hub.store import DiskBudget, ModelStore
 from sn29_growth.miner.base import BaseModel, find_base
 from sn29_growth.miner.config import MinerConfig
-from sn29_growth.miner.plan import Growth, grow_base
+from sn29_growth.miner.grow import Growth, grow_base
 from sn29_growth.miner.publish import Published, publish
 from sn29_growth.miner.wins import Opponent, Verdict, would_win
 from sn29_growth.network.rules import check_model

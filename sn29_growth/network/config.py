@@ -60,12 +60,16 @@ def legacy_rope(config: dict[str, Any], rope: dict[str, Any]) -> tuple[float | N
     kind = _rope_type(rope)
     if kind == "default":
         return theta, None
-    rest = {k: v for k, v in rope.items() if k not in ("rope_theta", "rope_type", "type", "partial_rotary_factor")}
+    rest = {
+        k: v for k, v in rope.items() if k not in ("rope_theta", "rope_type", "type", "partial_rotary_factor")
+    }
     if model_type != "phi3":
         return theta, {"rope_type": kind, **rest}
     if kind != "longrope":
         raise NetworkFormatError(f"rope type {kind!r}: transformers 4.44's Phi3 runs only 'longrope'")
-    extra = {k: v for k, v in rest.items() if k not in (*_PHI3_LONGROPE_KEYS, "original_max_position_embeddings")}
+    extra = {
+        k: v for k, v in rest.items() if k not in (*_PHI3_LONGROPE_KEYS, "original_max_position_embeddings")
+    }
     if extra:
         raise NetworkFormatError(
             f"rope_parameters {sorted(extra)}: transformers 4.44's Phi3 longrope takes only "
@@ -95,7 +99,11 @@ def network_config(config: dict[str, Any]) -> dict[str, Any]:
         if theta is not None:
             out["rope_theta"] = theta
         out["rope_scaling"] = scaling
-        if scaling is not None and "original_max_position_embeddings" in rope and out.get("model_type") == "phi3":
+        if (
+            scaling is not None
+            and "original_max_position_embeddings" in rope
+            and out.get("model_type") == "phi3"
+        ):
             out.setdefault("original_max_position_embeddings", rope["original_max_position_embeddings"])
     if "partial_rotary_factor" in out:
         if not _is_one(out["partial_rotary_factor"]):

@@ -105,7 +105,11 @@ class NetworkCheck:
     def loading_problem(self) -> str | None:
         """The first finding that stops the network from loading the model at all, as a reason."""
         blocking = [f for f in self.findings if f.blocks_loading]
-        return f"the network's stack cannot load it: {blocking[0].file}: {blocking[0].message}" if blocking else None
+        return (
+            f"the network's stack cannot load it: {blocking[0].file}: {blocking[0].message}"
+            if blocking
+            else None
+        )
 
     def summary(self) -> str:
         if not self.findings:
@@ -167,9 +171,17 @@ def _class_findings(config: dict[str, Any]) -> list[Finding]:
 
 
 def _head_findings(config: dict[str, Any]) -> list[Finding]:
-    hidden, heads, kv = _int(config, "hidden_size"), _int(config, "num_attention_heads"), config.get("num_key_value_heads")
+    hidden, heads, kv = (
+        _int(config, "hidden_size"),
+        _int(config, "num_attention_heads"),
+        config.get("num_key_value_heads"),
+    )
     if not hidden or not heads or hidden <= 0 or heads <= 0:
-        return [_error(CONFIG_FILE, "shape", "hidden_size and num_attention_heads must be positive integers", True)]
+        return [
+            _error(
+                CONFIG_FILE, "shape", "hidden_size and num_attention_heads must be positive integers", True
+            )
+        ]
     out = []
     if hidden % heads:
         out.append(
@@ -378,9 +390,15 @@ def check_model(path: str | os.PathLike) -> NetworkCheck:
         findings.append(_error(CONFIG_FILE, "missing", "no config.json", True))
     if config is not None:
         findings += config_findings(config)
-    findings += tokenizer_findings(_read(root, TOKENIZER_CONFIG, findings), _read(root, TOKENIZER_JSON, findings))
+    findings += tokenizer_findings(
+        _read(root, TOKENIZER_CONFIG, findings), _read(root, TOKENIZER_JSON, findings)
+    )
     if not any((root / n).is_file() for n in TOKENIZER_FILES):
         findings.append(
-            _warning(TOKENIZER_JSON, "no_tokenizer", "no tokenizer files: only a competition tokenizer can score it")
+            _warning(
+                TOKENIZER_JSON,
+                "no_tokenizer",
+                "no tokenizer files: only a competition tokenizer can score it",
+            )
         )
     return NetworkCheck(str(path), tuple(findings))

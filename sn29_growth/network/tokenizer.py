@@ -74,7 +74,10 @@ def normalize_tokenizer_dir(directory: str | os.PathLike) -> list[str]:
     """Rewrite a folder's tokenizer files into the network's form in place; returns the files changed."""
     d = Path(directory)
     changed = []
-    for name, convert in ((TOKENIZER_JSON, network_tokenizer_json), (TOKENIZER_CONFIG, network_tokenizer_config)):
+    for name, convert in (
+        (TOKENIZER_JSON, network_tokenizer_json),
+        (TOKENIZER_CONFIG, network_tokenizer_config),
+    ):
         path = d / name
         if not path.is_file():
             continue
@@ -109,7 +112,11 @@ def _token_ids(data: dict[str, Any]) -> set[int]:
         ids.update(v for v in vocab.values() if isinstance(v, int))
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...]
         ids.update(range(len(vocab)))
-    ids.update(t["id"] for t in data.get("added_tokens") or [] if isinstance(t, dict) and isinstance(t.get("id"), int))
+    ids.update(
+        t["id"]
+        for t in data.get("added_tokens") or []
+        if isinstance(t, dict) and isinstance(t.get("id"), int)
+    )
     return ids
 
 

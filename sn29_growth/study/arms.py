@@ -18,7 +18,7 @@ import torch
 from sn29_growth.atomic import atomic_write_bytes
 from sn29_growth.checkpoint import save_model
 from sn29_growth.growth.execute import grow_checkpoint
-from sn29_growth.growth.plan import GrowthPlan
+from sn29_growth.growth.resolve import GrowthPlan
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep
 from sn29_growth.study.config import ArmConfig, BaseConfig
 from sn29_growth.tiny import build_tiny

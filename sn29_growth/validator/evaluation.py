@@ -24,7 +24,9 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
     competition = Competition.from_dict(comp_dict.pop("name"), comp_dict)
     models = request["models"]
     if request.get("samples_file"):
-        dataset: Any = FixedSource.from_json(read_json_object(Path(request["samples_file"]), TOKENIZER_JSON_LIMITS))
+        dataset: Any = FixedSource.from_json(
+            read_json_object(Path(request["samples_file"]), TOKENIZER_JSON_LIMITS)
+        )
     else:
         dataset = request.get("dataset") or "local"
     result = evaluate_models(

@@ -325,7 +325,9 @@ def _samples_file(comp: Competition, config: ValidatorConfig, seed: int) -> tupl
     """Choose the competition's samples once for the step; every model's worker reads the same file."""
     cache = config.model_dir / "eval-cache"
     choice = resolve_samples(config.dataset, comp, config.samples, seed, cache / "datasets")
-    path = write_samples_file(config.model_dir / "eval-samples" / f"{comp.name}.json", choice.source.name, choice.samples)
+    path = write_samples_file(
+        config.model_dir / "eval-samples" / f"{comp.name}.json", choice.source.name, choice.samples
+    )
     return path, choice.free_tokenizer, choice.fallback_tokenizer, choice.source.name
 
 

@@ -244,7 +244,9 @@ def resolve_step(
                 )
         clone_inter = t.get("intermediate_size", 0) >= clone * before.intermediate_size
     h2 = t.get("num_attention_heads", heads)
-    auto_heads = "num_attention_heads" not in t and not off_network and d2 != before.hidden_size and clone == 1
+    auto_heads = (
+        "num_attention_heads" not in t and not off_network and d2 != before.hidden_size and clone == 1
+    )
     if auto_heads:
         h2 = max(heads, network_heads(d2, hd) or heads)
     if "num_key_value_heads" in t:

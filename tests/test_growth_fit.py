@@ -9,8 +9,8 @@ import pytest
 from growth_helpers import cli
 
 from sn29_growth.arch import Shape
-from sn29_growth.growth.plan import resolve_plan
-from sn29_growth.growth.planner import count_params, effective_limit, plan_options
+from sn29_growth.growth.fit import count_params, effective_limit, plan_options
+from sn29_growth.growth.resolve import resolve_plan
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep
 from sn29_growth.params import count_parameters
 
@@ -95,6 +95,8 @@ def test_every_option_is_a_shape_the_network_loads(name):
 def test_a_source_off_the_network_shape_is_planned_back_onto_it():
     odd = Shape.from_config(_config("llama-3.2-1b")).replace(num_attention_heads=16)  # 16 x 64 != 2048
     options = plan_options(odd, 3 * count_params(odd))
-    assert options and all(o.shape.hidden_size == o.shape.num_attention_heads * o.shape.head_dim for o in options)
+    assert options and all(
+        o.shape.hidden_size == o.shape.num_attention_heads * o.shape.head_dim for o in options
+    )
     kept = plan_options(odd, 3 * count_params(odd), off_network=True)
     assert any(o.shape.hidden_size != o.shape.num_attention_heads * o.shape.head_dim for o in kept)

@@ -1,4 +1,4 @@
-"""Growth for ``sn29 demo``: grow a (tiny) checkpoint in every dimension and report loss before/after."""
+"""Grow a (small) checkpoint in every dimension at once and report the loss before and after (used by ``sn29 demo``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sn29_growth.loading import read_config
 
 
 @dataclass(frozen=True)
-class DemoGrowth:
+class EveryDimensionGrowth:
     out_dir: Path
     loss_before: float
     loss_after: float
@@ -49,14 +49,14 @@ def default_targets(config: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def demo_growth(
+def grow_every_dimension(
     src_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
     targets: dict[str, int] | None = None,
     hidden_method: str = "divisor",
     seed: int = 0,
-) -> DemoGrowth:
+) -> EveryDimensionGrowth:
     """Grow ``src_dir`` into ``out_dir`` (default: :func:`default_targets`), verified and probed.
 
     The loss is the fp32 mean token loss on the embedded corpus's held-out samples; the probe's two
@@ -66,7 +66,7 @@ def demo_growth(
     spec = GrowthSpec((GrowthStep(hidden_method=hidden_method, **targets),), seed=seed)
     report = grow_checkpoint(src_dir, out_dir, spec, verify=True, probe=True)
     fp32 = next(c for c in report.verification.checks if c.dtype == "float32")
-    return DemoGrowth(
+    return EveryDimensionGrowth(
         Path(out_dir),
         fp32.loss_source,
         fp32.loss_grown,

@@ -10,8 +10,8 @@ from validator_fakes import COMPETITIONS
 
 from sn29_growth.checkpoint import save_model
 from sn29_growth.eval.competitions import parse_competitions
-from sn29_growth.growth.planner import count_params
-from sn29_growth.miner.plan import LimitExceeded, auto_spec, check_within, grow_base, parameter_limit
+from sn29_growth.growth.fit import count_params
+from sn29_growth.miner.grow import LimitExceeded, auto_spec, check_within, grow_base, parameter_limit
 from sn29_growth.tiny import build_tiny
 
 C00 = parse_competitions(COMPETITIONS)["c00"]  # 400,000 parameters, 5,000,000 bytes

@@ -1,15 +1,15 @@
-"""``demo_growth``: the tiny model grown in every dimension keeps its loss and trains."""
+"""``grow_every_dimension``: the tiny model grown in every dimension keeps its loss and trains."""
 
 from __future__ import annotations
 
 from growth_helpers import tiny
 
-from sn29_growth.growth.demo import default_targets, demo_growth
+from sn29_growth.growth.every_dimension import default_targets, grow_every_dimension
 
 
-def test_demo_growth_reports_loss_before_and_after(save_tiny, tmp_path):
+def test_grow_every_dimension_reports_loss_before_and_after(save_tiny, tmp_path):
     src = save_tiny(tiny("phi3"))
-    result = demo_growth(src, tmp_path / "grown")
+    result = grow_every_dimension(src, tmp_path / "grown")
     assert abs(result.loss_delta) <= 1e-5 and result.loss_before > 0
     assert result.parameters_after > 3 * result.parameters_before
     assert result.stuck_slices == 0

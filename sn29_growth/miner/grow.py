@@ -21,7 +21,7 @@ from sn29_growth.atomic import atomic_write_json
 from sn29_growth.checkpoint import RECIPE_FILE
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition
-from sn29_growth.growth.planner import count_params, effective_limit, plan_options, recommended
+from sn29_growth.growth.fit import count_params, effective_limit, plan_options, recommended
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep, load_recipe
 from sn29_growth.hub.policy import upload_paths
 from sn29_growth.loading import read_config
@@ -111,7 +111,7 @@ def auto_spec(base_dir: Path, competition: Competition, *, seed: int = 0) -> tup
 
 def check_spec(spec: GrowthSpec, base_dir: Path, competition: Competition) -> None:
     """Refuse a growth whose result would be over the competition's limits, before writing anything."""
-    from sn29_growth.growth.plan import resolve_plan
+    from sn29_growth.growth.resolve import resolve_plan
 
     config = read_config(base_dir)
     plan = resolve_plan(spec, config, source_dtype=checkpoint_dtype(config))
