@@ -161,13 +161,29 @@ def check_destination(src: str | os.PathLike, dst: str | os.PathLike, flag: str 
         raise ValueError(f"{flag} {dst} is inside SRC {src}; choose a directory outside the source")
 
 
+BYTES_PER_DTYPE = {"float32": 4, "bfloat16": 2, "float16": 2}  # the weight dtypes a checkpoint may declare
+
+
 def config_dtype_name(config: dict[str, Any]) -> str | None:
-    """The weights' dtype a config records (transformers 5's ``dtype`` first, as it reads it, then ``torch_dtype``)."""
+    """The weights' dtype a config records, as written (transformers 5's ``dtype`` first, as it reads it,
+    then ``torch_dtype``); None when it records none."""
     for key in ("dtype", "torch_dtype"):
         value = config.get(key)
         if isinstance(value, str) and value:
             return value.removeprefix("torch.")
     return None
+
+
+def declared_dtype(config: dict[str, Any]) -> str | None:
+    """The weight dtype a config declares, when it is one of :data:`BYTES_PER_DTYPE`; None otherwise."""
+    name = config_dtype_name(config)
+    name = name.lower() if name else None
+    return name if name in BYTES_PER_DTYPE else None
+
+
+def checkpoint_dtype(config: dict[str, Any]) -> str:
+    """The dtype a checkpoint's weights are taken to have: the declared one, float32 when none is declared."""
+    return declared_dtype(config) or "float32"
 
 
 def finite_number(value: Any) -> bool:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from sn29_growth.checkpoint import checkpoint_dtype
 from sn29_growth.cli import main as sn29
 from sn29_growth.eval.competitions import Competition, load_competitions
 from sn29_growth.growth.fit import MAX_FACTOR, MAX_MLP_RATIO
 from sn29_growth.loading import read_config
-from sn29_growth.miner.grow import HEADER_MARGIN, auto_spec, checkpoint_dtype, parameter_limit
+from sn29_growth.miner.grow import HEADER_MARGIN, auto_spec, parameter_limit
 from sn29_growth.params import count_parameters
 from sn29_growth.tiny import build_tiny
 

@@ -237,10 +237,9 @@ def grow_argv(src: str, dst: str, source_shape, option, hidden_method: str, dtyp
 
 def run(args) -> int:
     from sn29_growth.arch import Shape
+    from sn29_growth.checkpoint import BYTES_PER_DTYPE, checkpoint_dtype, declared_dtype
     from sn29_growth.growth.fit import count_params, effective_limit, plan_options
-    from sn29_growth.growth.resolve import config_dtype
     from sn29_growth.growth.spec import normalize_dtype
-    from sn29_growth.miner.grow import BYTES_PER_DTYPE, checkpoint_dtype
 
     if args.competition is None and args.max_params is None and args.max_bytes is None:
         raise ValueError("give --competition ID, --max-params N and/or --max-bytes BYTES")
@@ -248,7 +247,7 @@ def run(args) -> int:
         raise ValueError("--competitions needs --competition ID")
     source = read_source(args.src)
     config = source.config
-    src_dtype = config_dtype(config)
+    src_dtype = declared_dtype(config)
     if args.dtype:
         dtype = normalize_dtype(args.dtype)
     elif args.competition is not None:

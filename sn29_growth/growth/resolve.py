@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from sn29_growth.arch import Architecture, Shape, architecture_for
+from sn29_growth.checkpoint import declared_dtype
 from sn29_growth.growth import ops
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep, normalize_dtype
 
@@ -399,14 +400,6 @@ class GrowthPlan:
         }
 
 
-def config_dtype(config: dict[str, Any]) -> str | None:
-    value = config.get("dtype") or config.get("torch_dtype")
-    try:
-        return normalize_dtype(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def resolve_plan(spec: GrowthSpec, config: dict[str, Any], source_dtype: str | None = None) -> GrowthPlan:
     """The :class:`GrowthPlan` of ``spec`` applied to a raw ``config.json`` dict."""
     shape = Shape.from_config(config)
@@ -416,6 +409,6 @@ def resolve_plan(spec: GrowthSpec, config: dict[str, Any], source_dtype: str | N
         sp = resolve_step(step, shape, i, config, off_network=spec.off_network)
         steps.append(sp)
         shape = sp.after
-    src_dtype = normalize_dtype(source_dtype) if source_dtype else config_dtype(config)
+    src_dtype = normalize_dtype(source_dtype) if source_dtype else declared_dtype(config)
     dtype = spec.dtype or src_dtype or "float32"
     return GrowthPlan(spec, arch, dict(config), tuple(steps), dtype, src_dtype)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sn29_growth.arch import Shape
 from sn29_growth.atomic import atomic_write_json
-from sn29_growth.checkpoint import RECIPE_FILE
+from sn29_growth.checkpoint import BYTES_PER_DTYPE, RECIPE_FILE, checkpoint_dtype
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.growth.fit import count_params, effective_limit, plan_options, recommended
@@ -28,7 +28,6 @@ from sn29_growth.loading import read_config
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_DTYPE = {"float32": 4, "bfloat16": 2, "float16": 2}
 HEADER_MARGIN = 0.01  # fraction of the byte budget kept for safetensors headers and index
 SUMMARY_FILE = "miner_growth.json"  # the miner's record of the growth, beside the engine's recipe
 
@@ -65,11 +64,6 @@ class Growth:
             "loss_after": self.loss_after,
             "reused": self.reused,
         }
-
-
-def checkpoint_dtype(config: dict[str, Any]) -> str:
-    name = str(config.get("dtype") or config.get("torch_dtype") or "float32").removeprefix("torch.")
-    return name if name in BYTES_PER_DTYPE else "float32"
 
 
 def parameter_limit(competition: Competition, base_dir: Path, dtype: str) -> int:

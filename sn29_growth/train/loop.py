@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
 from sn29_growth.atomic import atomic_write_json, atomic_write_text
+from sn29_growth.checkpoint import checkpoint_dtype
 from sn29_growth.loading import load_model, read_config
 from sn29_growth.progress import Progress
 from sn29_growth.train.checkpoint import (
@@ -313,13 +314,6 @@ def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.Abstrac
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def source_dtype(model_dir: Path) -> torch.dtype:
-    """The dtype a checkpoint declares in its config (``dtype`` or ``torch_dtype``); fp32 if none."""
-    raw = read_config(model_dir)
-    name = raw.get("dtype") or raw.get("torch_dtype") or "float32"
-    return DTYPES.get(str(name).removeprefix("torch."), torch.float32)
-
-
 def load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
@@ -589,7 +583,11 @@ def _train(
         if complete:
             if val_windows is not None and last_eval_step != step:
                 validate()
-            target = DTYPES[config.save_dtype] if config.save_dtype != "source" else source_dtype(model_dir)
+            target = (
+                DTYPES[config.save_dtype]
+                if config.save_dtype != "source"
+                else DTYPES[checkpoint_dtype(read_config(model_dir))]
+            )
             write_final_model(out_dir, model, model_dir, ctx, target)
         if stop.signum is not None:
             log.warning("%s came after the last step of this run: it finished normally", stop.signal_name)

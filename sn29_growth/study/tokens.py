@@ -1,0 +1,210 @@
+"""A token corpus folder: the token ids of a train and a held-out split, the tokenizer that made them, and
+where the text came from. Small enough to carry to a GPU machine; read without copying (memory map).
+
+Layout::
+
+    manifest.json     {"format": "sn29-token-corpus/1", "dtype": "uint16", "vocab_size": V, "eos_id": E,
+                       "splits": {"train": {"file": "train.bin", "tokens": n, "documents": d,
+                                            "sha256": "..."}, "held_out": {...}},
+                       "sources": [...], ...}   (other keys are the builder's, kept as written)
+    tokenizer.json    the tokenizer (``tokenizers`` JSON) that produced the ids
+    train.bin         little-endian uint16 ids; every document is followed by ``eos_id``
+    held_out.bin      the same, for documents never seen in training
+
+:func:`write_token_corpus` writes the folder atomically (a temporary folder renamed into place), so a
+crash leaves either the old corpus or the new one. :func:`open_token_corpus` checks the manifest, the file
+sizes and (on request) the checksums, and every error names the folder and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sn29_growth.atomic import atomic_directory
+
+FORMAT = "sn29-token-corpus/1"
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+SPLITS = ("train", "held_out")
+DTYPE = "uint16"
+MAX_VOCAB = 1 << 16
+
+
+class TokenCorpusError(ValueError):
+    """A token corpus folder that is missing, malformed or does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    file: str
+    tokens: int
+    documents: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TokenCorpus:
+    folder: Path
+    vocab_size: int
+    eos_id: int
+    splits: Mapping[str, Split]
+    manifest: Mapping[str, Any]
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.folder / TOKENIZER
+
+    def tokens(self, split: str) -> np.ndarray:
+        """The ids of ``split`` as a read-only memory map (uint16)."""
+        if split not in self.splits:
+            raise TokenCorpusError(f"{self.folder}: no split {split!r} (has {', '.join(self.splits)})")
+        s = self.splits[split]
+        if s.tokens == 0:
+            return np.zeros(0, dtype=np.uint16)
+        return np.memmap(self.folder / s.file, dtype="<u2", mode="r", shape=(s.tokens,))
+
+    def verify(self) -> None:
+        """Check every split's sha256 against the manifest."""
+        for s in self.splits.values():
+            digest = _sha256(self.folder / s.file)
+            if digest != s.sha256:
+                raise TokenCorpusError(
+                    f"{self.folder / s.file}: sha256 {digest} does not match the manifest's {s.sha256}"
+                )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_split(
+    path: Path, documents: Iterable[Sequence[int]], eos_id: int, vocab_size: int
+) -> tuple[int, int]:
+    tokens = docs = 0
+    with open(path, "wb") as f:
+        for doc in documents:
+            ids = np.asarray(doc, dtype=np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+                raise TokenCorpusError(f"{path.name}: document {docs} has ids outside [0, {vocab_size})")
+            f.write(np.append(ids, eos_id).astype("<u2").tobytes())
+            tokens += ids.size + 1
+            docs += 1
+        f.flush()
+        os.fsync(f.fileno())
+    return tokens, docs
+
+
+def write_token_corpus(
+    folder: str | os.PathLike,
+    tokenizer_json: str | os.PathLike,
+    splits: Mapping[str, Iterable[Sequence[int]]],
+    *,
+    eos_id: int,
+    vocab_size: int,
+    extra: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+) -> TokenCorpus:
+    """Write ``splits`` (name -> documents of ids) with the tokenizer and a manifest into ``folder``.
+
+    ``extra`` goes into the manifest as is (provenance, licences, settings); ``files`` (name -> text) are
+    written beside it (e.g. a provenance document). Deterministic: the same inputs give the same bytes.
+    """
+    if not 0 < vocab_size <= MAX_VOCAB:
+        raise TokenCorpusError(f"vocab_size {vocab_size} does not fit uint16 ids (at most {MAX_VOCAB})")
+    if not 0 <= eos_id < vocab_size:
+        raise TokenCorpusError(f"eos_id {eos_id} is outside the vocabulary [0, {vocab_size})")
+    unknown = set(splits) - set(SPLITS)
+    if unknown or not splits:
+        raise TokenCorpusError(f"splits must be among {SPLITS}, got {sorted(splits)}")
+    clash = {MANIFEST, TOKENIZER, *(f"{n}.bin" for n in SPLITS)} & set(files or {})
+    if clash:
+        raise TokenCorpusError(f"extra files would overwrite {sorted(clash)}")
+    with atomic_directory(folder, overwrite=overwrite) as tmp:
+        (tmp / TOKENIZER).write_bytes(Path(tokenizer_json).read_bytes())
+        table = {}
+        for name in SPLITS:
+            if name not in splits:
+                continue
+            file = f"{name}.bin"
+            n, d = _write_split(tmp / file, splits[name], eos_id, vocab_size)
+            table[name] = {"file": file, "tokens": n, "documents": d, "sha256": _sha256(tmp / file)}
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        manifest = {
+            **(extra or {}),
+            "format": FORMAT,
+            "dtype": DTYPE,
+            "vocab_size": vocab_size,
+            "eos_id": eos_id,
+            "splits": table,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return open_token_corpus(folder)
+
+
+def _field(manifest: Mapping[str, Any], key: str, kind: type, where: Path) -> Any:
+    value = manifest.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TokenCorpusError(f"{where}: manifest field {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def open_token_corpus(folder: str | os.PathLike, *, verify: bool = False) -> TokenCorpus:
+    """Open a token corpus folder, checking its manifest and file sizes (and checksums with ``verify``)."""
+    root = Path(folder)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise TokenCorpusError(
+            f"{root}: not a token corpus (no {MANIFEST}); build one with scripts/build_study_corpus.py"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenCorpusError(f"{path}: unreadable manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise TokenCorpusError(f"{path}: format must be {FORMAT!r}")
+    if manifest.get("dtype") != DTYPE:
+        raise TokenCorpusError(f"{path}: dtype must be {DTYPE!r}, got {manifest.get('dtype')!r}")
+    vocab = _field(manifest, "vocab_size", int, path)
+    eos = _field(manifest, "eos_id", int, path)
+    if not 0 <= eos < vocab <= MAX_VOCAB:
+        raise TokenCorpusError(f"{path}: eos_id {eos} / vocab_size {vocab} out of range")
+    table = _field(manifest, "splits", dict, path)
+    splits = {}
+    for name, entry in table.items():
+        if name not in SPLITS or not isinstance(entry, dict):
+            raise TokenCorpusError(f"{path}: unknown or malformed split {name!r}")
+        s = Split(
+            name=name,
+            file=_field(entry, "file", str, path),
+            tokens=_field(entry, "tokens", int, path),
+            documents=_field(entry, "documents", int, path),
+            sha256=_field(entry, "sha256", str, path),
+        )
+        if Path(s.file).name != s.file:
+            raise TokenCorpusError(f"{path}: split file {s.file!r} must be a plain file name")
+        data = root / s.file
+        size = data.stat().st_size if data.is_file() else None
+        if size != 2 * s.tokens:
+            raise TokenCorpusError(f"{data}: {size} bytes, the manifest says {s.tokens} uint16 tokens")
+        splits[name] = s
+    if not (root / TOKENIZER).is_file():
+        raise TokenCorpusError(f"{root}: no {TOKENIZER}")
+    corpus = TokenCorpus(folder=root, vocab_size=vocab, eos_id=eos, splits=splits, manifest=manifest)
+    if verify:
+        corpus.verify()
+    return corpus
