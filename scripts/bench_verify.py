@@ -61,9 +61,9 @@ from sn29_growth.growth.resolve import resolve_plan
 from sn29_growth.growth.spec import GrowthSpec
 from sn29_growth.growth.streaming_verify import layer_map, verify_streaming
 from sn29_growth.growth.verify import verify_in_memory
-from sn29_growth.loading import read_config
+from sn29_growth.checkpoint import read_model_config
 recipe = json.load(open(args["grown"] + "/growth_recipe.json"))
-plan = resolve_plan(GrowthSpec.from_dict(recipe["spec"]), read_config(args["src"]))
+plan = resolve_plan(GrowthSpec.from_dict(recipe["spec"]), read_model_config(args["src"]))
 kw = dict(dtypes=args["dtypes"], samples=args["samples"], max_len=args["max_len"],
           exact_storage=plan.exact_storage)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

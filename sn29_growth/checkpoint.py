@@ -135,10 +135,43 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
 
 def read_config_or_none(directory: str | os.PathLike) -> dict[str, Any] | None:
     """:func:`read_config`, or None when the file is missing or unusable (callers report it)."""
+    return try_read_config(directory)[0]
+
+
+def try_read_config(directory: str | os.PathLike) -> tuple[dict[str, Any] | None, str | None]:
+    """``(config, None)``, or ``(None, why it is unusable)`` with the folder's path left out of the reason
+    (it reads ``config.json: ...``): for reports that name the model themselves."""
     try:
-        return read_config(directory)
-    except CheckpointFileError:
-        return None
+        return read_config(directory), None
+    except CheckpointFileError as e:
+        return None, str(e).replace(str(Path(directory) / CONFIG_FILE), CONFIG_FILE)
+
+
+def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """:func:`read_config` of a model about to be built or loaded: a config that asks for remote code
+    (``auto_map``) is refused here, whatever the caller does next."""
+    config = read_config(directory)
+    if "auto_map" in config:
+        raise CheckpointFileError(
+            f"{Path(directory) / CONFIG_FILE}: config has auto_map (remote code), which is never executed"
+        )
+    return config
+
+
+def has_tokenizer(directory: str | os.PathLike) -> bool:
+    """Whether a model folder carries a tokenizer of its own (``tokenizer.json`` or ``tokenizer_config.json``)."""
+    return any((Path(directory) / name).is_file() for name in (TOKENIZER_JSON, TOKENIZER_CONFIG))
+
+
+def load_tokenizer(source: str | os.PathLike):
+    """The tokenizer of a model folder (or a Hub tokenizer name), never with remote code; an unusable one
+    raises :class:`CheckpointFileError` naming the source."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(os.fspath(source), trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise CheckpointFileError(f"{os.fspath(source)}: no usable tokenizer ({e})") from e
 
 
 def write_config(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:

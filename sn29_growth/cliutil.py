@@ -451,9 +451,9 @@ def hub_files(spec: str, patterns: Sequence[str]) -> Path:
     from huggingface_hub import constants
 
     from sn29_growth.hub.hf_client import HfHubClient
-    from sn29_growth.hub.store import ModelRef
+    from sn29_growth.modelref import ModelRef
 
-    ref = ModelRef.parse(spec)
+    ref = ModelRef.hub(spec)
     hub = HfHubClient()
     commit = hub.resolve_revision(ref.repo_id, ref.revision)
     return Path(

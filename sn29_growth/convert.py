@@ -19,9 +19,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sn29_growth.atomic import atomic_directory
-from sn29_growth.checkpoint import check_destination, write_config
+from sn29_growth.checkpoint import check_destination, read_model_config, write_config
 from sn29_growth.io import CheckpointError, ShardedCheckpoint
-from sn29_growth.loading import ModelLoadError, check_norm_divisor, read_config, safetensors_files
+from sn29_growth.loading import ModelLoadError, check_norm_divisor, safetensors_files
 from sn29_growth.norm import validate_norm_divisor
 
 NORM_WEIGHT = re.compile(r"(^|\.)(input_layernorm|post_attention_layernorm|norm)\.weight$")
@@ -84,7 +84,7 @@ def _rewrite(src: Path, dst: Path, factor: float, config: dict) -> tuple[int, fl
 
 def _load_raw(src: Path, dst: Path) -> dict:
     check_destination(src, dst)
-    config = read_config(src)
+    config = read_model_config(src)
     check_norm_divisor(config, str(src))
     if config.get("model_type") not in ("llama", "phi3"):
         raise ModelLoadError(f"{src}: model_type {config.get('model_type')!r} is not llama or phi3")
@@ -154,7 +154,7 @@ def to_network(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> 
 
     src, dst = Path(src), Path(dst)
     check_destination(src, dst)
-    config = read_config(src)
+    config = read_model_config(src)
     before = check_model(src)
     with atomic_directory(dst, overwrite=overwrite) as tmp:
         for item in sorted(src.iterdir()):

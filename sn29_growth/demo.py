@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sn29_growth.checkpoint import save_model
+from sn29_growth.checkpoint import CONFIG_FILE, save_model
 from sn29_growth.corpus import load_corpus
 from sn29_growth.lm import corpus_loss, encode
 from sn29_growth.loading import load_model
@@ -82,7 +82,7 @@ def build_base_models(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     paths = {}
     for family, variant in FAMILIES.items():
         path = out_dir / f"base-{family}"
-        if not (path / "config.json").exists():
+        if not (path / CONFIG_FILE).exists():
             model = build_tiny(variant, seed=seed)
             save_model(model, path, tokenizer=tokenizer)
         paths[family] = path
@@ -120,7 +120,7 @@ def step_publish_base(out_dir: Path, base: Path, steps: int, report: DemoReport)
 
     _say(f"[2/5] alice trains the Llama base for {steps} steps and publishes it (local Hub + file chain)")
     alice_dir = out_dir / "alice-trained"
-    if not (alice_dir / "config.json").exists():
+    if not (alice_dir / CONFIG_FILE).exists():
         cfg = TrainConfig(
             steps=steps,
             eval_every=0,

@@ -174,13 +174,14 @@ def special_token_warnings(config: dict[str, Any], tokenizer_size: int | None) -
 def _tokenizer_size(directory: Path) -> tuple[int | None, str | None]:
     """``len(tokenizer)`` of the folder's tokenizer (transformers' own warnings about the config's token ids
     are silenced: :func:`special_token_warnings` reports them)."""
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from sn29_growth.checkpoint import load_tokenizer
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return len(AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)), None
+        return len(load_tokenizer(directory)), None
     except Exception as e:  # a tokenizer that does not load is reported, the checkpoint is still written
         return None, f"the tokenizer does not load ({type(e).__name__}: {e}); special token ids not checked"
     finally:

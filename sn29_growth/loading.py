@@ -29,20 +29,14 @@ class ModelLoadError(RuntimeError):
     """A checkpoint that must not or cannot be loaded; the message names the problem."""
 
 
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw ``config.json`` of a checkpoint directory (bounded read), checked for remote code."""
-    from sn29_growth.checkpoint import CheckpointFileError
-    from sn29_growth.checkpoint import read_config as read_bounded
+def _read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`sn29_growth.checkpoint.read_model_config`, its problems raised as :class:`ModelLoadError`."""
+    from sn29_growth.checkpoint import CheckpointFileError, read_model_config
 
     try:
-        config = read_bounded(path)
+        return read_model_config(path)
     except CheckpointFileError as e:
         raise ModelLoadError(str(e)) from None
-    if "auto_map" in config:
-        raise ModelLoadError(
-            f"{Path(path) / 'config.json'}: config has auto_map (remote code), which is never executed"
-        )
-    return config
 
 
 def ensure_patched(model_type: str | None) -> None:
@@ -110,7 +104,7 @@ def load_config(path: str | os.PathLike, *, network: bool = False):
     """The transformers config object of a local checkpoint, through our patched classes."""
     from transformers import AutoConfig
 
-    raw = read_config(path)
+    raw = _read_config(path)
     check_norm_divisor(raw, str(path))
     model_type = raw.get("model_type")
     if not isinstance(model_type, str) or not model_type:
@@ -180,7 +174,7 @@ def load_model(
     path = Path(path)
     if not path.is_dir():
         raise ModelLoadError(f"{path}: not a checkpoint directory")
-    raw = read_config(path)
+    raw = _read_config(path)
     divisor = check_norm_divisor(raw, str(path))
     if not safetensors_files(path):
         pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]

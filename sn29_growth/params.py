@@ -15,14 +15,14 @@ def config_from(source: str | os.PathLike | dict[str, Any]):
     from transformers import AutoConfig
 
     from sn29_growth.arch import SUPPORTED, bounded_shape
-    from sn29_growth.checkpoint import CONFIG_LIMITS, read_json_object
+    from sn29_growth.checkpoint import CONFIG_FILE, CONFIG_LIMITS, read_json_object
     from sn29_growth.loading import check_norm_divisor, ensure_patched
 
     if isinstance(source, dict):
         raw = copy.deepcopy(dict(source))
     else:
         p = Path(source)
-        p = p / "config.json" if p.is_dir() else p
+        p = p / CONFIG_FILE if p.is_dir() else p
         raw = read_json_object(p, CONFIG_LIMITS)
     if "auto_map" in raw:
         raise ValueError("config has auto_map (remote code); refusing to build it")

@@ -286,10 +286,10 @@ def test_bounded_probe_finds_every_kind_the_full_probe_finds(variant, init, sour
 
 def test_probe_refuses_cleanly_when_it_cannot_fit(sources, tmp_path):
     spec = GrowthSpec((GrowthStep(hidden_size=96, num_hidden_layers=6),), off_network=True)
+    from sn29_growth.checkpoint import read_model_config
     from sn29_growth.growth.resolve import resolve_plan
-    from sn29_growth.loading import read_config
 
-    plan = resolve_plan(spec, read_config(sources["llama-gqa"]))
+    plan = resolve_plan(spec, read_model_config(sources["llama-gqa"]))
     need = check_probe_memory(plan, available=1 << 40)
     assert need > 0
     with pytest.raises(ProbeMemoryError, match=r"needs about .* bytes.*without --probe"):

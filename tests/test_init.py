@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from sn29_growth.checkpoint import read_model_config
 from sn29_growth.cli import main as sn29
 from sn29_growth.init import init_checkpoint, special_token_warnings
-from sn29_growth.loading import load_model, read_config
+from sn29_growth.loading import load_model
 from sn29_growth.network.rules import check_model
 from sn29_growth.params import count_parameters
 
@@ -70,7 +71,7 @@ def test_llama_from_a_scaled_down_llama_3_2_config(tmp_path, capsys):
     assert report["shards"] > 1 and report["dtype"] == "bfloat16" and report["network_ok"]
     assert report["parameters"] == count_parameters(out)["parameters"]
 
-    written = read_config(out)
+    written = read_model_config(out)
     assert written["torch_dtype"] == "bfloat16" and "dtype" not in written
     assert written["rope_scaling"]["rope_type"] == "llama3" and written["rope_theta"] == 500000.0
     assert written["tie_word_embeddings"] is True and written["architectures"] == ["LlamaForCausalLM"]
@@ -107,7 +108,7 @@ def test_phi3_with_a_local_tokenizer_folder(tmp_path, tokenizer):
     model = load_model(out)
     assert type(model).__name__ == "Phi3ForCausalLM" and model.dtype == torch.float32
     assert report.parameters == sum(p.numel() for p in model.parameters())
-    assert read_config(out)["torch_dtype"] == "float32"
+    assert read_model_config(out)["torch_dtype"] == "float32"
 
 
 def test_special_token_warnings():

@@ -40,11 +40,11 @@ def test_the_tighter_limit_wins(base):
 
 def test_auto_spec_fills_the_limit_without_exceeding_it(base):
     from sn29_growth.arch import Shape
-    from sn29_growth.loading import read_config
+    from sn29_growth.checkpoint import read_model_config
 
     spec, option, limit = auto_spec(base, C00)
     (step,) = spec.steps
-    target = Shape.from_config(read_config(base)).replace(**step.targets())
+    target = Shape.from_config(read_model_config(base)).replace(**step.targets())
     assert limit == 400_000 and option in ("balanced", "wider", "deeper", "mlp")
     assert 0.8 * limit < count_params(target) <= limit
     with pytest.raises(LimitExceeded, match="above"):
@@ -85,9 +85,9 @@ def test_a_recipe_over_the_limit_is_refused(base, tmp_path):
 
 def count_params_of(path):
     from sn29_growth.arch import Shape
-    from sn29_growth.loading import read_config
+    from sn29_growth.checkpoint import read_model_config
 
-    return count_params(Shape.from_config(read_config(path)))
+    return count_params(Shape.from_config(read_model_config(path)))
 
 
 def test_auto_without_room_trains_the_base_as_it_is(base, tmp_path):

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sn29_growth.checkpoint import checkpoint_dtype
+from sn29_growth.checkpoint import checkpoint_dtype, read_model_config
 from sn29_growth.cli import main as sn29
 from sn29_growth.eval.competitions import Competition, load_competitions
 from sn29_growth.growth.fit import MAX_FACTOR, MAX_MLP_RATIO
-from sn29_growth.loading import read_config
 from sn29_growth.miner.grow import HEADER_MARGIN, auto_spec, parameter_limit
 from sn29_growth.params import count_parameters
 from sn29_growth.tiny import build_tiny
@@ -102,7 +101,7 @@ def test_the_limit_is_the_miners_and_the_recommendation_is_what_auto_grows(base,
             capsys, str(base), "--competition", name, "--competitions", str(tiny_competitions)
         )
         assert code == 0
-        dtype = checkpoint_dtype(read_config(base))
+        dtype = checkpoint_dtype(read_model_config(base))
         assert doc["dtype"] == dtype == "float32"
         assert doc["limit"] == parameter_limit(competitions[name], base, dtype)
         spec, option, limit = auto_spec(base, competitions[name])
@@ -157,7 +156,7 @@ def test_printed_grow_commands_produce_the_planned_parameters(base, tiny_competi
         assert sn29(argv[1:]) == 0, option["command"]
         capsys.readouterr()
         assert count_parameters(dst)["parameters"] == option["parameters"], option["name"]
-        grown = read_config(dst)
+        grown = read_model_config(dst)
         assert grown["num_attention_heads"] == option["query_heads"]
         assert grown["num_key_value_heads"] == option["kv_heads"]
 

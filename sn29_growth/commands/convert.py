@@ -71,13 +71,12 @@ def loss_check(src, dst, samples: int = LOSS_SAMPLES) -> dict:
             "skipped": f"{parameters:,} parameters in fp32 need more than the {available / 2**30:.1f} GiB "
             "of memory available"
         }
-    from transformers import AutoTokenizer
-
+    from sn29_growth.checkpoint import load_tokenizer
     from sn29_growth.corpus import load_corpus
     from sn29_growth.lm import corpus_loss, encode
     from sn29_growth.loading import load_model
 
-    tokenizer = AutoTokenizer.from_pretrained(str(src), trust_remote_code=False)
+    tokenizer = load_tokenizer(src)
     texts = [s.text for s in load_corpus().held_out[:samples]]
     sequences = encode(tokenizer, texts, max_len=LOSS_MAX_TOKENS)
     losses = []

@@ -158,12 +158,11 @@ def build_spec(args, source_path=None):
 
 def plan_for(source_path, max_params, max_bytes, dtype, hidden_method="divisor", off_network=False):
     from sn29_growth.arch import Shape
-    from sn29_growth.checkpoint import declared_dtype
+    from sn29_growth.checkpoint import declared_dtype, read_model_config
     from sn29_growth.growth.fit import effective_limit, plan_options, recommended
     from sn29_growth.growth.spec import normalize_dtype
-    from sn29_growth.loading import read_config
 
-    config = read_config(source_path)
+    config = read_model_config(source_path)
     out_dtype = normalize_dtype(dtype) or declared_dtype(config) or "bfloat16"
     limit = effective_limit(max_params, max_bytes, 4 if out_dtype == "float32" else 2)
     shape = Shape.from_config(config)

@@ -93,20 +93,25 @@ class Source:
 
 def read_source(src: str) -> Source:
     """The config of SRC and the folder holding its files; a Hub model fetches config and tokenizer only."""
-    from sn29_growth.checkpoint import CONFIG_FILE, GENERATION_CONFIG_FILE, TOKENIZER_FILES, read_json_object
+    from sn29_growth.checkpoint import (
+        CONFIG_FILE,
+        GENERATION_CONFIG_FILE,
+        TOKENIZER_FILES,
+        read_json_object,
+        read_model_config,
+    )
     from sn29_growth.cliutil import check_model_argument, hub_files
-    from sn29_growth.loading import read_config
 
     p = Path(src).expanduser()
     if p.is_file():
         if p.name == CONFIG_FILE:
-            return Source(src, read_config(p.parent), None, p.parent)
+            return Source(src, read_model_config(p.parent), None, p.parent)
         return Source(src, read_json_object(p), p, None)
     if p.is_dir():
-        return Source(src, read_config(p), None, p)
+        return Source(src, read_model_config(p), None, p)
     check_model_argument("SRC", src)
     folder = hub_files(src, (CONFIG_FILE, GENERATION_CONFIG_FILE, *TOKENIZER_FILES))
-    return Source(src, read_config(folder), None, folder)
+    return Source(src, read_model_config(folder), None, folder)
 
 
 @contextlib.contextmanager

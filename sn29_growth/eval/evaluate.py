@@ -27,7 +27,6 @@ import gc
 import logging
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 import torch
 
-from sn29_growth.checkpoint import CONFIG_FILE, CheckpointFileError, read_config
+from sn29_growth.checkpoint import try_read_config
 from sn29_growth.eval import checks
 from sn29_growth.eval.cache import LossCache, model_content_hash, settings_fingerprint
 from sn29_growth.eval.competitions import Competition, Competitions, default_competitions, load_competitions
@@ -53,11 +52,10 @@ from sn29_growth.eval.tokenizers import (
     Tokenizers,
     TokenizerUnusable,
 )
+from sn29_growth.modelref import ModelRef
 from sn29_growth.network.rules import NetworkCheck, check_model
 
 log = logging.getLogger(__name__)
-
-_HUB_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9._/-]+))?$")
 
 
 def default_cache_dir() -> Path:
@@ -68,26 +66,6 @@ def default_cache_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------------------- models
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model argument: a local directory, or ``repo_id`` at ``revision`` on the Hub."""
-
-    spec: str
-    path: Path | None = None
-    repo_id: str | None = None
-    revision: str = "main"
-
-    @classmethod
-    def parse(cls, spec: str | os.PathLike) -> ModelRef:
-        text = os.fspath(spec)
-        if Path(text).is_dir():
-            return cls(text, path=Path(text))
-        m = _HUB_REF.match(text)
-        if m and not Path(text).exists():
-            return cls(text, repo_id=m.group(1), revision=m.group(2) or "main")
-        raise ValueError(f"model {text!r}: not a directory or an org/name[@revision] Hub reference")
 
 
 # ------------------------------------------------------------------------------------------- pieces
@@ -111,14 +89,6 @@ def choose_competition(
     raise ValueError(
         "cannot infer the competition: no model has a readable config; name one with --competition"
     )
-
-
-def _read_config(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """``(config, None)``, or ``(None, why it is unusable)`` (bounded: see :mod:`sn29_growth.checkpoint`)."""
-    try:
-        return read_config(directory), None
-    except CheckpointFileError as e:
-        return None, str(e).replace(str(directory / CONFIG_FILE), CONFIG_FILE)
 
 
 def _placement(device: str, n_params: int | None) -> dict[str, Any]:
@@ -181,7 +151,7 @@ class _Evaluator:
 
     def _prepare(self, ref: ModelRef, name: str) -> _Prepared:
         if ref.path is not None:
-            config, why = _read_config(ref.path)
+            config, why = try_read_config(ref.path)
             return _Prepared(ref, name, config, checks.local_files(ref.path), rejection=why, path=ref.path)
         from sn29_growth.hub.protocol import HubError
 
@@ -193,8 +163,8 @@ class _Evaluator:
             snap = self.hub.download(
                 ref.repo_id, commit, cache_dir=self._hub_cache(), allow_patterns=("config.json",)
             )
-            ref = ModelRef(ref.spec, repo_id=ref.repo_id, revision=commit)
-            config, why = _read_config(Path(snap))
+            ref = ref.at(commit)
+            config, why = try_read_config(Path(snap))
             return _Prepared(ref, name, config, files, rejection=why)
         except HubError as e:
             return _Prepared(ref, name, None, {}, rejection=f"hub: {type(e).__name__}: {e}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sn29_growth.checkpoint import TOKENIZER_JSON
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.eval.tokenize import TokenizationCache, TokenizedSet, TokenizeSettings
 from sn29_growth.network.rules import NetworkCheck, check_model
@@ -41,12 +42,11 @@ class TokenizerPolicy:
 
 def load_tokenizer(source: str | os.PathLike, model_type: str | None = None):
     """A tokenizer (folder or Hub name) marked with whether the network's decode cleans up spaces."""
-    from transformers import AutoTokenizer
-
+    from sn29_growth.checkpoint import load_tokenizer as load_files
     from sn29_growth.eval.tokenize import NETWORK_CLEAN_UP
     from sn29_growth.network.tokenizer import network_cleans_up
 
-    tokenizer = AutoTokenizer.from_pretrained(os.fspath(source), trust_remote_code=False)
+    tokenizer = load_files(source)
     setattr(tokenizer, NETWORK_CLEAN_UP, network_cleans_up(_tokenizer_config(source), model_type))
     return tokenizer
 
@@ -108,7 +108,7 @@ class Tokenizers:
         folder's network check when the caller has it already (else it is read here).
         """
         own_problem = None
-        if (policy.own or not competition.tokenizer) and (path / "tokenizer.json").is_file():
+        if (policy.own or not competition.tokenizer) and (path / TOKENIZER_JSON).is_file():
             if competition.sample_limits(own_tokenizer=True)[1] is None:  # the reference rejects, no fallback
                 raise TokenizerUnusable(
                     "the competition sets no max_sequence_len, without which the network's validators "

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sn29_growth.checkpoint import read_model_config
 from sn29_growth.growth.execute import GrowthReport, grow_checkpoint
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep
-from sn29_growth.loading import read_config
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def grow_every_dimension(
     The loss is the fp32 mean token loss on the embedded corpus's held-out samples; the probe's two
     training steps confirm that no new parameter is stuck.
     """
-    targets = targets or default_targets(read_config(src_dir))
+    targets = targets or default_targets(read_model_config(src_dir))
     spec = GrowthSpec((GrowthStep(hidden_method=hidden_method, **targets),), seed=seed)
     report = grow_checkpoint(src_dir, out_dir, spec, verify=True, probe=True)
     fp32 = next(c for c in report.verification.checks if c.dtype == "float32")

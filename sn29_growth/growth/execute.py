@@ -21,7 +21,13 @@ from typing import Any
 
 from sn29_growth.arch import IGNORED_TENSORS, UnsupportedArchitecture, compare_tensors
 from sn29_growth.atomic import atomic_directory, atomic_write_json, atomic_write_text
-from sn29_growth.checkpoint import GENERATION_CONFIG_FILE, RECIPE_FILE, check_destination, write_config
+from sn29_growth.checkpoint import (
+    GENERATION_CONFIG_FILE,
+    RECIPE_FILE,
+    check_destination,
+    load_tokenizer,
+    write_config,
+)
 from sn29_growth.growth.card import model_card
 from sn29_growth.growth.engine import grow_tensor, new_slices
 from sn29_growth.growth.fit import count_params
@@ -172,9 +178,7 @@ def extend_tokenizer(src: Path, dst: Path, old_vocab: int, new_vocab: int) -> in
     """
     added = extend_tokenizer_files(src, dst, old_vocab, new_vocab)
     if added:
-        from transformers import AutoTokenizer
-
-        size = len(AutoTokenizer.from_pretrained(str(dst), trust_remote_code=False))
+        size = len(load_tokenizer(dst))
         if size != new_vocab:
             raise ValueError(
                 f"--vocab-size: could not extend the tokenizer to {new_vocab} tokens (got {size})"
@@ -250,7 +254,8 @@ def grow_checkpoint(
     runs two training steps and lists new parameters that cannot train. Raises
     :class:`GrowthVerificationError` (leaving nothing at ``dst``) when either fails.
     """
-    from sn29_growth.loading import check_norm_divisor, read_config
+    from sn29_growth.checkpoint import read_model_config
+    from sn29_growth.loading import check_norm_divisor
 
     t0 = time.perf_counter()
     dst = Path(dst)
@@ -258,7 +263,7 @@ def grow_checkpoint(
         raise FileExistsError(f"DST {dst} already exists; choose a new directory")
     source = src if isinstance(src, SourceInfo) else resolve_source(src)
     check_destination(source.path, dst)
-    config = read_config(source.path)
+    config = read_model_config(source.path)
     check_norm_divisor(config, str(source.path))
     resolve_plan(spec, config)  # flags and architecture are checked before any shard is opened
     ckpt = ShardedCheckpoint(source.path)

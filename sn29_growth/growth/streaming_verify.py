@@ -90,12 +90,12 @@ class _Checkpoint:
 
     def __init__(self, path: str | os.PathLike, attn_implementation: str = "sdpa") -> None:
         from sn29_growth.arch import SUPPORTED
+        from sn29_growth.checkpoint import read_model_config
         from sn29_growth.io import ShardedCheckpoint
         from sn29_growth.loading import ModelLoadError, check_norm_divisor, check_tensor_table, load_config
-        from sn29_growth.loading import read_config as read_raw
 
         self.path = Path(path)
-        self.raw = read_raw(self.path)
+        self.raw = read_model_config(self.path)
         self.divisor = check_norm_divisor(self.raw, str(self.path))
         self.model_type = self.raw.get("model_type")
         self.layer_cls, self.rotary_cls, self.norm_cls = _family(self.model_type)
@@ -476,9 +476,9 @@ def verify_streaming(
 
 
 def supports_streaming(path: str | os.PathLike) -> bool:
-    from sn29_growth.loading import read_config
+    from sn29_growth.checkpoint import read_model_config
 
-    return read_config(path).get("model_type") in STREAMING_MODEL_TYPES
+    return read_model_config(path).get("model_type") in STREAMING_MODEL_TYPES
 
 
 # --- the probe ---------------------------------------------------------------------------------------------

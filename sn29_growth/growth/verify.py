@@ -22,12 +22,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from sn29_growth.checkpoint import has_tokenizer, load_tokenizer
 from sn29_growth.growth.engine import NewMask
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,8 @@ def vocab_bound(old_vocab: int, new_vocab: int) -> float:
 
 def tokenizer_for(path: str | os.PathLike):
     """The checkpoint's own tokenizer, or the embedded one when the directory has none."""
-    p = Path(path)
-    if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(p))
+    if has_tokenizer(path):
+        return load_tokenizer(path)
     from sn29_growth.tokenizer import embedded_tokenizer
 
     return embedded_tokenizer()
@@ -216,10 +213,11 @@ def verify_in_memory(
     exact_storage: bool = True,
 ) -> Verification:
     """Load both checkpoints whole in each dtype and compare them (memory: both models, every dtype)."""
-    from sn29_growth.loading import load_model, read_config
+    from sn29_growth.checkpoint import read_model_config
+    from sn29_growth.loading import load_model
 
-    old_vocab = int(read_config(source_dir)["vocab_size"])
-    new_vocab = int(read_config(grown_dir)["vocab_size"])
+    old_vocab = int(read_model_config(source_dir)["vocab_size"])
+    new_vocab = int(read_model_config(grown_dir)["vocab_size"])
     seqs = corpus_sequences(tokenizer_for(source_dir), samples=samples, max_len=max_len)
     checks = []
     for dtype in dict.fromkeys(dtypes):

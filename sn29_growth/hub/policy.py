@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sn29_growth.checkpoint import CONFIG_FILE, TOKENIZER_FILES
+from sn29_growth.checkpoint import CONFIG_FILE, GENERATION_CONFIG_FILE, INDEX_FILE, TOKENIZER_FILES
 
 if TYPE_CHECKING:
     from sn29_growth.hub.protocol import RepoFile
@@ -23,10 +23,10 @@ WEIGHTS_SUFFIX = ".safetensors"
 
 
 MODEL_FILE_PATTERNS: tuple[str, ...] = (
-    "config.json",
-    "generation_config.json",
+    CONFIG_FILE,
+    GENERATION_CONFIG_FILE,
     "*.safetensors",
-    "model.safetensors.index.json",
+    INDEX_FILE,
     *TOKENIZER_FILES,
 )
 """Every file the project downloads matches one of these, at the repository root."""

@@ -14,10 +14,10 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
 from sn29_growth.hub.policy import MODEL_FILE_PATTERNS, UPLOAD_PATTERNS
+from sn29_growth.modelref import validate_repo_id  # noqa: F401  (re-exported)
 
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class HubError(Exception):
@@ -70,16 +70,6 @@ class UnsupportedRepo(HubError):
 def is_commit_sha(revision: str) -> bool:
     """True for a full 40-hex git commit id (lower case), the only kind of revision that pins content."""
     return bool(_COMMIT_SHA.match(revision))
-
-
-def validate_repo_id(repo_id: str) -> str:
-    """Return ``repo_id`` if it is ``namespace/name`` with Hub-safe characters, else raise ValueError."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_REPO_PART.match(p) and ".." not in p for p in parts):
-        raise ValueError(f"repo_id must look like 'namespace/name', got {repo_id!r}")
-    if len(repo_id) > 96:
-        raise ValueError(f"repo_id must be at most 96 characters, got {len(repo_id)}")
-    return repo_id
 
 
 def validate_repo_path(path: str) -> str:

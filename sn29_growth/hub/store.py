@@ -34,6 +34,7 @@ from sn29_growth.hub.protocol import (
     is_commit_sha,
     validate_repo_id,
 )
+from sn29_growth.modelref import ModelRef
 
 logger = logging.getLogger(__name__)
 
@@ -74,29 +75,6 @@ class DownloadPlan:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """``namespace/name[@revision]``; the revision defaults to ``main``."""
-
-    repo_id: str
-    revision: str = "main"
-
-    def __post_init__(self) -> None:
-        validate_repo_id(self.repo_id)
-        if not self.revision or any(c.isspace() for c in self.revision) or ".." in self.revision:
-            raise ValueError(f"revision must be a branch, tag or commit, got {self.revision!r}")
-
-    @classmethod
-    def parse(cls, ref: str) -> ModelRef:
-        repo_id, sep, revision = ref.partition("@")
-        if sep and not revision:
-            raise ValueError(f"empty revision in {ref!r}")
-        return cls(repo_id, revision) if sep else cls(repo_id)
-
-    def __str__(self) -> str:
-        return f"{self.repo_id}@{self.revision}"
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -294,7 +272,7 @@ def fetch_model(
     if local.is_dir():
         return local.resolve()
     try:
-        model = ModelRef.parse(os.fspath(ref))
+        model = ModelRef.hub(os.fspath(ref))
     except ValueError as exc:
         raise FileNotFoundError(
             f"{ref!s} is neither a local directory nor namespace/name[@revision]"

@@ -20,7 +20,8 @@ from sn29_growth.checkpoint import read_config
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.hub.protocol import is_commit_sha
-from sn29_growth.hub.store import ModelRef, ModelStore
+from sn29_growth.hub.store import ModelStore
+from sn29_growth.modelref import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def fetch_checked(store: ModelStore, repo_id: str, commit: str, competition: Com
     if reason:
         raise ValueError(reason)
     path = Path(store.fetch(repo_id, plan.commit))
-    reason = checks.precheck(_config(path), checks.local_files(path), competition)
+    reason = checks.precheck(read_config(path), checks.local_files(path), competition)
     if reason:
         raise ValueError(reason)
     return path
@@ -201,14 +202,14 @@ def find_base(
         return best_on_chain(chain, competition, store)[0]
     local = Path(spec).expanduser()
     if local.is_dir():
-        reason = checks.precheck(_config(local), checks.local_files(local), competition)
+        reason = checks.precheck(read_config(local), checks.local_files(local), competition)
         if reason:
             raise ValueError(f"--base {spec}: {reason}")
         return BaseModel(local.resolve(), local.name)
     if store is None:
         raise BaseNotFound(f"--base {spec}: not a local directory and no Hub client is configured")
     try:
-        ref = ModelRef.parse(spec)
+        ref = ModelRef.hub(spec)
     except ValueError as e:
         raise ValueError(f"--base {spec}: neither a directory nor namespace/name[@revision] ({e})") from None
     commit = (
@@ -224,8 +225,3 @@ def find_base(
     except ValueError as e:
         raise ValueError(f"--base {spec}: {e}") from None
     return BaseModel(path, f"{ref.repo_id}@{commit[:10]}")
-
-
-def _config(path: Path) -> dict:
-    """The config (bounded read); an unusable one raises ValueError naming the problem."""
-    return read_config(path)

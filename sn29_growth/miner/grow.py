@@ -18,13 +18,12 @@ from typing import Any
 
 from sn29_growth.arch import Shape
 from sn29_growth.atomic import atomic_write_json
-from sn29_growth.checkpoint import BYTES_PER_DTYPE, RECIPE_FILE, checkpoint_dtype
+from sn29_growth.checkpoint import BYTES_PER_DTYPE, RECIPE_FILE, checkpoint_dtype, read_model_config
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.growth.fit import count_params, effective_limit, plan_options, recommended
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep, load_recipe
 from sn29_growth.hub.policy import upload_paths
-from sn29_growth.loading import read_config
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def parameter_limit(competition: Competition, base_dir: Path, dtype: str) -> int
 
 def auto_spec(base_dir: Path, competition: Competition, *, seed: int = 0) -> tuple[GrowthSpec, str, int]:
     """The planner's recommended growth of ``base_dir`` within ``competition``: (spec, option, limit)."""
-    config = read_config(base_dir)
+    config = read_model_config(base_dir)
     shape = Shape.from_config(config)
     limit = parameter_limit(competition, base_dir, checkpoint_dtype(config))
     if count_params(shape) > limit:
@@ -107,7 +106,7 @@ def check_spec(spec: GrowthSpec, base_dir: Path, competition: Competition) -> No
     """Refuse a growth whose result would be over the competition's limits, before writing anything."""
     from sn29_growth.growth.resolve import resolve_plan
 
-    config = read_config(base_dir)
+    config = read_model_config(base_dir)
     plan = resolve_plan(spec, config, source_dtype=checkpoint_dtype(config))
     limit = parameter_limit(competition, base_dir, plan.dtype)
     after = count_params(plan.target)
@@ -122,7 +121,7 @@ def check_within(path: Path, competition: Competition) -> None:
     """The validator's pre-download checks on the files a miner uploads; LimitExceeded names the limit."""
     names = upload_paths(path)
     files = {n: (path / n).stat().st_size for n in names}
-    reason = checks.precheck(read_config(path), files, competition)
+    reason = checks.precheck(read_model_config(path), files, competition)
     if reason:
         raise LimitExceeded(f"{path}: {reason}")
 
@@ -135,7 +134,7 @@ def grow_base(base_dir: Path, out_dir: Path, competition: Competition, grow: str
     """
     from sn29_growth.growth.execute import grow_checkpoint
 
-    before = count_params(Shape.from_config(read_config(base_dir)))
+    before = count_params(Shape.from_config(read_model_config(base_dir)))
     if grow == "none":
         check_within(base_dir, competition)
         return Growth(base_dir, "none", None, before, before)
@@ -202,7 +201,7 @@ def _reused(out_dir: Path, before: int) -> Growth:
         "recipe",
         spec,
         before,
-        count_params(Shape.from_config(read_config(out_dir))),
+        count_params(Shape.from_config(read_model_config(out_dir))),
         loss_before=checks_[0].get("loss_source"),
         loss_after=checks_[0].get("loss_grown"),
         reused=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from sn29_growth.atomic import atomic_write_bytes
-from sn29_growth.checkpoint import save_model
+from sn29_growth.checkpoint import CONFIG_FILE, RECIPE_FILE, save_model
 from sn29_growth.growth.execute import grow_checkpoint
 from sn29_growth.growth.resolve import GrowthPlan
 from sn29_growth.growth.spec import GrowthSpec, GrowthStep
@@ -46,14 +46,14 @@ def save_tiny(model: torch.nn.Module, path: Path) -> Path:
 
 def build_base(base: BaseConfig, seed: int, path: Path) -> Path:
     """The untrained base model of ``seed`` at ``path`` (kept if it is already there)."""
-    if not (path / "config.json").is_file():
+    if not (path / CONFIG_FILE).is_file():
         save_tiny(build_tiny(base.variant, seed=seed, init_std=base.init_std, **base.shape), path)
     return path
 
 
 def build_scratch(base: BaseConfig, target: dict[str, int], seed: int, path: Path) -> Path:
     """A fresh model of the target shape, initialised like the base model was (same variant, seed)."""
-    if not (path / "config.json").is_file():
+    if not (path / CONFIG_FILE).is_file():
         model = build_tiny(base.variant, seed=seed, init_std=base.init_std, **{**base.shape, **target})
         save_tiny(model, path)
     return path
@@ -109,7 +109,7 @@ def prepare_arm(
     if arm.kind == "scratch":
         return Prepared(build_scratch(base, target, seed, path), time.perf_counter() - t0)
     pairs: tuple[tuple[int, int], ...] = ()
-    if not (path / "growth_recipe.json").is_file():
+    if not (path / RECIPE_FILE).is_file():
         report = grow_checkpoint(base_dir, path, growth_spec(arm, target, seed))
         if arm.depth == "copy":
             pairs = tuple(inserted_pairs(report.plan))

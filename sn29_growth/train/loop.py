@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
 from sn29_growth.atomic import atomic_write_json, atomic_write_text
-from sn29_growth.checkpoint import checkpoint_dtype
-from sn29_growth.loading import load_model, read_config
+from sn29_growth.checkpoint import checkpoint_dtype, load_tokenizer, read_model_config
+from sn29_growth.loading import load_model
 from sn29_growth.progress import Progress
 from sn29_growth.train.checkpoint import (
     DTYPES,
@@ -314,15 +314,6 @@ def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.Abstrac
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def load_tokenizer(model_dir: Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{model_dir}: no usable tokenizer ({e})") from e
-
-
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
     """Recompute each decoder layer's activations in backward (non-reentrant: composes with FSDP2).
 
@@ -586,7 +577,7 @@ def _train(
             target = (
                 DTYPES[config.save_dtype]
                 if config.save_dtype != "source"
-                else DTYPES[checkpoint_dtype(read_config(model_dir))]
+                else DTYPES[checkpoint_dtype(read_model_config(model_dir))]
             )
             write_final_model(out_dir, model, model_dir, ctx, target)
         if stop.signum is not None:

@@ -17,7 +17,10 @@ from typing import Any
 
 from sn29_growth.chain.commitment import ModelCommitment, directory_hash, hashed_files, salted_hash
 from sn29_growth.chain.protocol import ChainClient, ChainClientError
-from sn29_growth.checkpoint import CONFIG_FILE, CheckpointFileError, read_config, read_config_or_none
+from sn29_growth.checkpoint import (
+    read_config_or_none,
+    try_read_config,
+)
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition, Competitions
 from sn29_growth.eval.data import DataSourceError
@@ -285,10 +288,10 @@ def _is_commitment(value: str) -> bool:
 
 def _config(path: Path) -> dict[str, Any]:
     """The model's config, or raises _Rejected naming why it is unusable (bounded read)."""
-    try:
-        return read_config(path)
-    except CheckpointFileError as e:
-        raise _Rejected(str(e).replace(str(path / CONFIG_FILE), CONFIG_FILE)) from None
+    config, why = try_read_config(path)
+    if config is None:
+        raise _Rejected(why)
+    return config
 
 
 def _entry_path(rec: ModelRecord, clients: Clients) -> Path | None:
