@@ -30,7 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import logging
 
-    from sn29_growth.every_dimension import run_demo
+    from sn29_growth.demo import run_demo
 
     if not args.verbose:  # the demo narrates; library logs only when something is wrong
         logging.getLogger().setLevel(logging.WARNING)

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sn29_growth.eval.scoring import mean_finite
+
 
 @dataclass(frozen=True)
 class ModelResult:
@@ -31,10 +33,9 @@ class ModelResult:
         return sum(1 for v in self.losses if math.isinf(v))
 
     @property
-    def mean_loss(self) -> float:
-        """Mean summed loss over this model's finite samples (NaN when it has none)."""
-        finite = [v for v in self.losses if math.isfinite(v)]
-        return math.fsum(finite) / len(finite) if finite else math.nan
+    def mean_loss(self) -> float | None:
+        """Mean summed loss over this model's finite samples (None when it has none)."""
+        return mean_finite(self.losses)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,7 +46,7 @@ class ModelResult:
             "content_hash": self.content_hash,
             "rejection": self.rejection,
             "note": self.note,
-            "mean_summed_loss": None if math.isnan(self.mean_loss) else self.mean_loss,
+            "mean_summed_loss": self.mean_loss,
             "samples_inf": self.n_inf if not self.rejection else None,
             "losses": None if self.rejection else [v if math.isfinite(v) else None for v in self.losses],
             "wins": self.wins,
@@ -74,6 +75,14 @@ class ModelResult:
             failed=bool(data.get("failed")),
             network=data.get("network"),
         )
+
+
+@dataclass(frozen=True)
+class EvaluationFailed:
+    """No verdict on a model: its evaluation crashed, timed out or answered nothing (``reason`` says which).
+    Not a rejection: the files may be fine, so the model is tried again later."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ class EvaluationResult:
                     f"{verdict}: {m.rejection}"
                 )
                 continue
-            loss = "-" if math.isnan(m.mean_loss) else f"{m.mean_loss:.4f}"
+            loss = "-" if m.mean_loss is None else f"{m.mean_loss:.4f}"
             rows.append(
                 f"{i:>2}  {m.name:<{width}}  {loss:>16}  {m.n_inf:>5}  {m.win_rate:>8.3f}  {m.weight:>7.3f}  "
                 f"{net:<10}  " + (m.note or "ok")

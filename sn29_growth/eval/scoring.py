@@ -42,6 +42,13 @@ EMA_ALPHA = 0.5
 K = TypeVar("K", bound=Hashable)
 
 
+def mean_finite(losses: Iterable[float]) -> float | None:
+    """The mean of the finite losses (a sample's +inf or NaN is left out), None when none is finite: the one
+    convention for "a model's mean loss" in tables, the validator's state and the miner's verdict."""
+    finite = [v for v in losses if math.isfinite(v)]
+    return math.fsum(finite) / len(finite) if finite else None
+
+
 def _check_fraction(name: str, value: float, *, low_open: bool, high_open: bool) -> float:
     value = float(value)
     low_ok = value > 0 if low_open else value >= 0

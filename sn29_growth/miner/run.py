@@ -127,7 +127,10 @@ class MinerReport:
                 + (f"; resumed from step {resumed}" if resumed is not None else "")
             )
         if v:
-            means = ", ".join(f"{k} {val:.4f}" for k, val in v.get("mean_losses", {}).items())
+            means = ", ".join(
+                f"{k} {'-' if val is None else format(val, '.4f')}"
+                for k, val in v.get("mean_losses", {}).items()
+            )
             lines.append(f"  verdict   {'wins' if v.get('wins') else 'does not win'}: {v.get('reason')}")
             if means:
                 lines.append(f"            mean summed loss per sample ({v.get('dataset')}): {means}")

@@ -12,14 +12,13 @@ The candidate wins when its win rate is at least ``min_win_rate`` and above ever
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sn29_growth.eval.competitions import Competition
-from sn29_growth.eval.scoring import ModelLosses, ScoreSettings, score_competition
+from sn29_growth.eval.scoring import ModelLosses, ScoreSettings, mean_finite, score_competition
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class Verdict:
     reason: str
     win_rate: float
     opponent_win_rates: dict[str, float] = field(default_factory=dict)
-    mean_losses: dict[str, float] = field(default_factory=dict)
+    mean_losses: dict[str, float | None] = field(default_factory=dict)
     advantages: dict[str, float] = field(default_factory=dict)
     samples: int = 0
     dataset: str = ""
@@ -67,11 +66,6 @@ class Verdict:
             "samples": self.samples,
             "dataset": self.dataset,
         }
-
-
-def _mean(losses: Sequence[float]) -> float:
-    finite = [v for v in losses if math.isfinite(v)]
-    return math.fsum(finite) / len(finite) if finite else math.inf
 
 
 def would_win(
@@ -128,7 +122,7 @@ def would_win(
             )
             continue
         scored[o.name] = ModelLosses(uid=i, block=min(o.block, current_block), losses=row.losses)
-    means = {name: _mean(m.losses) for name, m in scored.items()}
+    means = {name: mean_finite(m.losses) for name, m in scored.items()}
     n = len(cand.losses)
     if len(scored) == 1:
         return Verdict(

@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -31,6 +32,16 @@ class StateError(RuntimeError):
     """A state file that cannot be read as any known version; the message names the file."""
 
 
+class ModelStatus(StrEnum):
+    """Where a model stands. A str, so the state file holds the plain value."""
+
+    NEW = "new"  # committed, not yet evaluated
+    POOL = "pool"  # evaluated and kept in its competition's pool
+    EVALUATED = "evaluated"  # evaluated, not in the pool: revisited later
+    FAILED = "failed"  # its evaluation crashed or timed out: revisited later
+    REJECTED = "rejected"  # breaks a rule (reason says which); never evaluated again for this commitment
+
+
 @dataclass
 class ModelRecord:
     """What the validator knows about one hotkey's current commitment."""
@@ -40,7 +51,7 @@ class ModelRecord:
     commitment: str
     competition: str
     block: int
-    status: str = "new"  # new | pool | evaluated | rejected | discarded
+    status: ModelStatus = ModelStatus.NEW
     reason: str = ""
     content_hash: str = ""
     mean_loss: float | None = None
@@ -198,9 +209,16 @@ def _field_checkers() -> dict[str, Callable[[Any, str], Any]]:
     for name, hint in get_type_hints(ModelRecord).items():
         optional = type(None) in get_args(hint)
         base = next((a for a in get_args(hint) if a is not type(None)), hint)
-        check = {int: _int, float: _float, str: _str, bool: _bool}[base]
+        check = {int: _int, float: _float, str: _str, bool: _bool, ModelStatus: _status}[base]
         checkers[name] = _optional(check) if optional else check
     return checkers
+
+
+def _status(value: Any, where: str) -> ModelStatus:
+    try:
+        return ModelStatus(value)
+    except ValueError:
+        raise _expected(where, f"one of {', '.join(s.value for s in ModelStatus)}", value) from None
 
 
 def _bool(value: Any, where: str) -> bool:

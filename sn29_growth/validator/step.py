@@ -9,7 +9,6 @@ every step and carries on.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from sn29_growth.checkpoint import (
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition, Competitions
 from sn29_growth.eval.data import DataSourceError
+from sn29_growth.eval.results import EvaluationFailed, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import (
     ModelLosses,
@@ -36,7 +36,7 @@ from sn29_growth.eval.scoring import (
 from sn29_growth.hub.protocol import DiskBudgetExceeded, HubError
 from sn29_growth.validator.config import ValidatorConfig
 from sn29_growth.validator.entries import ModelEntry
-from sn29_growth.validator.state import ModelRecord, ValidatorState
+from sn29_growth.validator.state import ModelRecord, ModelStatus, ValidatorState
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _drop_duplicates(state: ValidatorState) -> None:
     """Several hotkeys committing the same repo+commit: only the earliest block (then uid) counts."""
     by_target: dict[tuple[str, str], list[ModelRecord]] = {}
     for rec in state.models.values():
-        if rec.injected or rec.status == "rejected":
+        if rec.injected or rec.status == ModelStatus.REJECTED:
             continue
         try:
             mc = ModelCommitment.parse(rec.commitment)
@@ -178,7 +178,7 @@ def _drop_duplicates(state: ValidatorState) -> None:
 
 
 def _reject(state: ValidatorState, rec: ModelRecord, reason: str) -> None:
-    rec.status, rec.reason, rec.win_rate = "rejected", reason, 0.0
+    rec.status, rec.reason, rec.win_rate = ModelStatus.REJECTED, reason, 0.0
     _forget_from_pools(state, rec.hotkey)
 
 
@@ -189,12 +189,15 @@ def _candidates(state: ValidatorState, comp: Competition, config: ValidatorConfi
     """Pool members, then new or changed commitments (oldest first), then models due for a revisit."""
     members = [state.models[k] for k in state.pools.get(comp.name, []) if k in state.models]
     mine = [r for r in state.models.values() if r.competition == comp.name and r not in members]
-    new = sorted((r for r in mine if r.status == "new"), key=lambda r: (not r.was_pool, r.block, r.uid))
+    new = sorted(
+        (r for r in mine if r.status == ModelStatus.NEW), key=lambda r: (not r.was_pool, r.block, r.uid)
+    )
     limit = config.max_new_per_step or comp.pend_size
     revisit = [
         r
         for r in mine
-        if r.status in ("evaluated", "failed") and state.step - r.last_eval_step >= config.revisit_every_steps
+        if r.status in (ModelStatus.EVALUATED, ModelStatus.FAILED)
+        and state.step - r.last_eval_step >= config.revisit_every_steps
     ]
     revisit.sort(key=lambda r: (r.last_eval_step, r.block, r.uid))
     return members + new[:limit] + revisit[:1]
@@ -255,14 +258,14 @@ def _prepare(
             n = state.failures[rec.hotkey] = state.failures.get(rec.hotkey, 0) + 1
             rec.reason = f"hub unavailable ({n}x): {e}"
             if n >= MAX_FAILURES:
-                rec.status, rec.last_eval_step = "failed", state.step
+                rec.status, rec.last_eval_step = ModelStatus.FAILED, state.step
             log.warning("%s: %s", rec.label, rec.reason)
         else:
             _reject(state, rec, f"hub: {type(e).__name__}: {e}")
         return None
     except OSError as e:
         rec.reason = f"local storage: {e}"
-        rec.status, rec.last_eval_step = "failed", state.step
+        rec.status, rec.last_eval_step = ModelStatus.FAILED, state.step
         log.error("%s: %s", rec.label, rec.reason)
         return None
     except Exception as e:  # nothing a repository holds may propagate out of this model's stage
@@ -342,7 +345,7 @@ def _evaluate_one(
     clients: Clients,
     config: ValidatorConfig,
     seed: int,
-) -> dict[str, Any] | str:
+) -> ModelResult | EvaluationFailed:
     """One model in its own worker process: its row, or why the worker failed (crash, timeout)."""
     samples_file, free, fallback, dataset = samples
     request = worker_request(
@@ -358,9 +361,11 @@ def _evaluate_one(
     )
     result = clients.evaluate(request, config.eval_timeout_s)
     if not result.ok:
-        return result.error
+        return EvaluationFailed(result.error)
     row = (result.response or {}).get("models", {}).get(rec.hotkey)
-    return row if isinstance(row, dict) else "the worker returned no result for this model"
+    if not isinstance(row, dict):
+        return EvaluationFailed("the worker returned no result for this model")
+    return ModelResult.from_json(row, name=rec.hotkey, block=rec.block)
 
 
 def _score(
@@ -377,9 +382,9 @@ def _score(
     ranked = sorted(by_uid.values(), key=lambda r: (-r.win_rate, r.block, r.uid))
     state.pools[comp.name] = [r.hotkey for r in ranked[: comp.pool_size]]
     for rec in ranked[comp.pool_size :]:
-        rec.status = "evaluated"
+        rec.status = ModelStatus.EVALUATED
     for rec in ranked[: comp.pool_size]:
-        rec.status = "pool"
+        rec.status = ModelStatus.POOL
     return {uid: rate for uid, rate in result.win_rates.items()}
 
 
@@ -396,7 +401,7 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
     seed = config.seed if config.seed is not None else block // 361
     content_owner: dict[str, str] = {}
     for rec in sorted(state.models.values(), key=lambda r: (r.block, r.uid)):
-        if rec.content_hash and rec.status != "rejected":
+        if rec.content_hash and rec.status != ModelStatus.REJECTED:
             content_owner.setdefault(rec.content_hash, rec.hotkey)
 
     win_rates: dict[str, dict[int, float]] = {}
@@ -419,21 +424,19 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
         for rec, path in ready:
             out = _evaluate_one(rec, path, comp, samples, clients, config, seed)
             rec.last_eval_step = state.step
-            if isinstance(out, str):  # the worker crashed or timed out: revisited later, not every step
-                rec.status, rec.reason = "failed", f"evaluation failed: {out}"
+            if isinstance(out, EvaluationFailed):  # revisited later, not every step
+                rec.status, rec.reason = ModelStatus.FAILED, f"evaluation failed: {out.reason}"
                 rec.mean_loss, rec.win_rate = None, 0.0
                 _forget_from_pools(state, rec.hotkey)
                 state.failures[rec.hotkey] = state.failures.get(rec.hotkey, 0) + 1
                 log.warning("%s: %s", rec.label, rec.reason)
                 continue
-            if out.get("rejection"):
-                _reject(state, rec, out["rejection"])
+            if out.rejection:
+                _reject(state, rec, out.rejection)
                 continue
-            losses = [math.inf if v is None else float(v) for v in out["losses"]]
-            finite = [v for v in losses if math.isfinite(v)]
-            rec.mean_loss = math.fsum(finite) / len(finite) if finite else None
-            rec.reason = out.get("note") or ""
-            evaluated.append((rec, losses))
+            rec.mean_loss = out.mean_loss
+            rec.reason = out.note or ""
+            evaluated.append((rec, list(out.losses)))
         win_rates[comp.name] = _score(state, comp, evaluated, block, seed)
 
     weights = _weights(state, clients, competitions, win_rates, block)
@@ -509,7 +512,7 @@ def _maybe_set_weights(
 def _cleanup(state: ValidatorState, clients: Clients) -> None:
     keep = set()
     for rec in state.models.values():
-        if rec.status != "rejected" and _is_commitment(rec.commitment):
+        if rec.status != ModelStatus.REJECTED and _is_commitment(rec.commitment):
             mc = ModelCommitment.parse(rec.commitment)
             keep.add((mc.repo_id, mc.commit))
     try:
