@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+from transformers.models.phi3.modeling_phi3 import Phi3RMSNorm
 
 from sn29_growth.divisor import validate_norm_divisor
 
-__all__ = ["DivisorRMSNorm", "install_norm_divisor", "norm_divisors_in", "validate_norm_divisor"]
+__all__ = [
+    "STOCK_RMSNORMS",
+    "DivisorRMSNorm",
+    "install_norm_divisor",
+    "is_rmsnorm",
+    "norm_divisors_in",
+    "validate_norm_divisor",
+]
+
+STOCK_RMSNORMS: tuple[type[nn.Module], ...] = (LlamaRMSNorm, Phi3RMSNorm)
+"""The installed transformers' RMSNorm classes that :func:`install_norm_divisor` replaces."""
 
 
 class DivisorRMSNorm(nn.Module):
@@ -22,6 +34,14 @@ class DivisorRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
         self.variance_epsilon = eps
         self.norm_divisor = float(validate_norm_divisor(norm_divisor))
+
+    @classmethod
+    def sharing_weight(cls, norm: nn.Module, norm_divisor: float) -> DivisorRMSNorm:
+        """A divisor norm that uses ``norm``'s own weight parameter and epsilon (nothing is copied)."""
+        with torch.device("meta"):
+            new = cls(norm.weight.shape[-1], eps=norm.variance_epsilon, norm_divisor=norm_divisor)
+        new.weight = norm.weight
+        return new
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
@@ -35,12 +55,12 @@ class DivisorRMSNorm(nn.Module):
 
 
 def is_rmsnorm(module: nn.Module) -> bool:
-    """True for the stock Llama/Phi3 RMSNorm modules (and ours)."""
-    return isinstance(module, DivisorRMSNorm) or type(module).__name__ in ("LlamaRMSNorm", "Phi3RMSNorm")
+    """True for the stock Llama/Phi3 RMSNorm modules and for ours."""
+    return isinstance(module, (DivisorRMSNorm, *STOCK_RMSNORMS))
 
 
 def install_norm_divisor(model: nn.Module, norm_divisor: float | None) -> int:
-    """Swap every RMSNorm in ``model`` for a :class:`DivisorRMSNorm` sharing its weight parameter.
+    """Swap every stock RMSNorm in ``model`` for a :class:`DivisorRMSNorm` sharing its weight parameter.
 
     Returns how many norms were swapped. With ``norm_divisor=None`` nothing changes (stock behaviour).
     """
@@ -49,13 +69,8 @@ def install_norm_divisor(model: nn.Module, norm_divisor: float | None) -> int:
     swapped = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if is_rmsnorm(child) and not isinstance(child, DivisorRMSNorm):
-                new = DivisorRMSNorm.__new__(DivisorRMSNorm)
-                nn.Module.__init__(new)
-                new.weight = child.weight
-                new.variance_epsilon = child.variance_epsilon
-                new.norm_divisor = float(norm_divisor)
-                setattr(parent, name, new)
+            if isinstance(child, STOCK_RMSNORMS):
+                setattr(parent, name, DivisorRMSNorm.sharing_weight(child, norm_divisor))
                 swapped += 1
     return swapped
 

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 import transformers_llama
 import transformers_phi3
-from sn29_growth.norm import DivisorRMSNorm
-from sn29_growth.tiny import VARIANTS, build_tiny
+from sn29_growth.norm import DivisorRMSNorm, install_norm_divisor
+from sn29_growth.tiny import VARIANTS, build_tiny, tiny_config
 
 STOCK = {
     "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
@@ -46,9 +47,86 @@ def test_register_is_idempotent_and_resolves_auto_classes():
         bos_token_id=1,
     )
     assert type(AutoModelForCausalLM.from_config(cfg3)) is transformers_phi3.Phi3ForCausalLM
-    # Our classes are subclasses of the installed ones, not copies.
-    assert issubclass(transformers_llama.LlamaForCausalLM, transformers.LlamaForCausalLM)
-    assert issubclass(transformers_phi3.Phi3ForCausalLM, transformers.Phi3ForCausalLM)
+    assert type(AutoModel.from_config(cfg3)) is transformers_phi3.Phi3Model
+
+
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        (transformers_llama, ("LlamaConfig", "LlamaModel", "LlamaForCausalLM")),
+        (transformers_phi3, ("Phi3Config", "Phi3Model", "Phi3ForCausalLM")),
+    ],
+)
+def test_classes_are_declared_subclasses_of_the_installed_ones(module, names):
+    for name in names:
+        cls = getattr(module, name)
+        # Declared in the module under the stock name, directly on the installed class (not a copy).
+        assert (cls.__module__, cls.__qualname__) == (module.__name__, name)
+        assert cls.__bases__ == (getattr(transformers, name),)
+        assert "norm_divisor" in cls.__doc__
+
+
+def test_is_registered_sees_a_later_registration_of_the_stock_classes():
+    try:
+        AutoModelForCausalLM.register(transformers.LlamaConfig, transformers.LlamaForCausalLM, exist_ok=True)
+        assert transformers_llama.is_registered()  # our config still maps to our model class
+        AutoConfig.register("llama", transformers.LlamaConfig, exist_ok=True)
+        assert not transformers_llama.is_registered()
+        assert transformers_phi3.is_registered()
+    finally:
+        transformers_llama.register()
+    assert transformers_llama.is_registered()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("norm_divisor", [None, 24])
+def test_same_seed_gives_the_stock_state_dict(variant, norm_divisor):
+    ours_cfg = tiny_config(variant, norm_divisor=norm_divisor)
+    stock_cfg_cls, stock_cls = STOCK[ours_cfg.model_type]
+    stock_cfg = stock_cfg_cls(**{k: v for k, v in ours_cfg.to_dict().items() if k != "norm_divisor"})
+    torch.manual_seed(5)
+    ours = AutoModelForCausalLM.from_config(ours_cfg)
+    torch.manual_seed(5)
+    stock = stock_cls(stock_cfg)
+    a, b = ours.state_dict(), stock.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("variant", ["llama-tied", "phi3"])
+def test_config_written_gains_no_class_names(variant, tmp_path):
+    ours = build_tiny(variant, seed=6)
+    stock_cfg_cls, stock_cls = STOCK[ours.config.model_type]
+    stock_cfg = stock_cfg_cls(**{k: v for k, v in ours.config.to_dict().items() if k != "norm_divisor"})
+    ours.config.save_pretrained(tmp_path / "ours")
+    stock_cls(stock_cfg).config.save_pretrained(tmp_path / "stock")
+    written = json.loads((tmp_path / "ours" / "config.json").read_text())
+    expected = json.loads((tmp_path / "stock" / "config.json").read_text())
+    assert written.pop("norm_divisor", None) is None  # save_pretrained writes the unset field as null
+    assert written == expected and "auto_map" not in written
+    divisor = build_tiny(variant, seed=6, norm_divisor=32)
+    divisor.config.save_pretrained(tmp_path / "divisor")
+    written = json.loads((tmp_path / "divisor" / "config.json").read_text())
+    assert written.pop("norm_divisor") == 32 and written == expected
+
+
+def test_install_matches_norms_by_type_not_by_name():
+    class Renamed(transformers.models.llama.modeling_llama.LlamaRMSNorm):
+        pass
+
+    class LlamaRMSNorm(nn.Module):  # same name, not the installed class
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(4))
+            self.variance_epsilon = 1e-6
+
+    holder = nn.ModuleDict({"sub": Renamed(4), "phi": transformers.models.phi3.modeling_phi3.Phi3RMSNorm(4)})
+    holder["lookalike"] = LlamaRMSNorm()
+    weight = holder["sub"].weight
+    assert install_norm_divisor(holder, 2) == 2
+    assert isinstance(holder["sub"], DivisorRMSNorm) and holder["sub"].weight is weight
+    assert isinstance(holder["phi"], DivisorRMSNorm)
+    assert type(holder["lookalike"]) is LlamaRMSNorm
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -1,29 +1,56 @@
 """Llama classes that understand SN29's ``norm_divisor`` (``import transformers_llama`` registers them).
 
-After import, ``AutoConfig``/``AutoModelForCausalLM`` resolve ``model_type: llama`` to the subclasses
-below. Without ``norm_divisor`` they compute exactly what stock transformers computes.
+Each class subclasses the installed transformers class of the same name and changes one thing: with
+``norm_divisor`` set, every RMSNorm divides ``sum(x²)`` by it instead of taking ``mean(x²)``. Without
+it they compute exactly what stock transformers computes. The stock names and ``model_type`` are
+kept, so a saved checkpoint says ``llama`` / ``LlamaForCausalLM`` as the network expects.
 """
 
-from transformers.models.llama import modeling_llama
-from transformers.models.llama.configuration_llama import LlamaConfig as _StockConfig
+from huggingface_hub.dataclasses import strict
+from transformers.models.llama import configuration_llama, modeling_llama
 
-from sn29_growth.patching import is_registered as _is_registered
-from sn29_growth.patching import make_family, register_family
+from sn29_growth import patching
+from sn29_growth.norm import install_norm_divisor, validate_norm_divisor
 
-_FAMILY = make_family(_StockConfig, modeling_llama.LlamaModel, modeling_llama.LlamaForCausalLM, __name__)
 
-LlamaConfig = _FAMILY.config_class
-LlamaModel = _FAMILY.model_class
-LlamaForCausalLM = _FAMILY.causal_lm_class
+@strict
+class LlamaConfig(configuration_llama.LlamaConfig):
+    """Stock ``LlamaConfig`` plus ``norm_divisor`` (None: the stock RMSNorm)."""
+
+    norm_divisor: float | int | None = None
+
+    def validate_norm_divisor(self) -> None:
+        validate_norm_divisor(self.norm_divisor)
+
+
+class LlamaModel(modeling_llama.LlamaModel):
+    """Stock ``LlamaModel``; its RMSNorms use ``config.norm_divisor`` when set."""
+
+    config_class = LlamaConfig
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        install_norm_divisor(self, getattr(config, "norm_divisor", None))
+
+
+class LlamaForCausalLM(modeling_llama.LlamaForCausalLM):
+    """Stock ``LlamaForCausalLM``; its RMSNorms use ``config.norm_divisor`` when set."""
+
+    config_class = LlamaConfig
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        install_norm_divisor(self, getattr(config, "norm_divisor", None))
 
 
 def register() -> None:
     """Make the Auto classes resolve ``llama`` to these classes. Safe to call any number of times."""
-    register_family(_FAMILY)
+    patching.register_family(LlamaConfig, LlamaModel, LlamaForCausalLM)
 
 
 def is_registered() -> bool:
-    return _is_registered(_FAMILY)
+    """True while ``AutoConfig``/``AutoModelForCausalLM`` resolve ``llama`` to these classes."""
+    return patching.is_registered(LlamaConfig, LlamaForCausalLM)
 
 
 register()
