@@ -100,8 +100,9 @@ def config_for_loading(raw: dict[str, Any], where: str, *, network: bool = False
         raise ModelLoadError(f"{where}: {e}") from None
 
 
-def load_config(path: str | os.PathLike, *, network: bool = False):
-    """The transformers config object of a local checkpoint, through our patched classes."""
+def load_config(path: str | os.PathLike, *, network: bool = False, attn_implementation: str | None = None):
+    """The transformers config object of a local checkpoint, through our patched classes (with
+    ``attn_implementation`` set, for code that builds layers from the config itself)."""
     from transformers import AutoConfig
 
     raw = _read_config(path)
@@ -113,6 +114,8 @@ def load_config(path: str | os.PathLike, *, network: bool = False):
     fields = {
         k: v for k, v in config_for_loading(raw, str(path), network=network).items() if k != "model_type"
     }
+    if attn_implementation is not None:
+        fields["attn_implementation"] = attn_implementation
     try:
         return AutoConfig.for_model(model_type, **fields)
     except Exception as e:  # strict config validation errors come in several classes

@@ -105,8 +105,7 @@ class _Checkpoint:
                 f"{self.path}: model_type {self.model_type!r} but architectures says {archs!r}"
             )
         check_tensor_table(self.path, self.raw)  # names and shapes, as load_model checks them
-        self.config = load_config(self.path)
-        self.config._attn_implementation = attn_implementation
+        self.config = load_config(self.path, attn_implementation=attn_implementation)
         self.ckpt = ShardedCheckpoint(self.path)
         self._files: dict[Path, BinaryIO] = {}
 
