@@ -11,7 +11,6 @@ network's transformers (4.44) reads with the same meaning as ours (:mod:`sn29_gr
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -217,10 +216,6 @@ def declared_dtype(config: dict[str, Any]) -> str | None:
 def checkpoint_dtype(config: dict[str, Any]) -> str:
     """The dtype a checkpoint's weights are taken to have: the declared one, float32 when none is declared."""
     return declared_dtype(config) or "float32"
-
-
-def finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def save_model(model, directory: str | os.PathLike, *, state_dict=None, dtype=None, tokenizer=None) -> None:

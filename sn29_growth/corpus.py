@@ -93,11 +93,3 @@ def load_corpus(max_sample_chars: int = MAX_SAMPLE_CHARS) -> Corpus:
         for j, chunk in enumerate(_chunks(doc["text"], max_sample_chars)):
             dest.append(Sample(f"{doc['topic']}#{j}", chunk))
     return Corpus(source=source, train=tuple(train), held_out=tuple(held))
-
-
-def train_texts() -> list[str]:
-    return [s.text for s in load_corpus().train]
-
-
-def held_out_texts() -> list[str]:
-    return [s.text for s in load_corpus().held_out]

@@ -46,15 +46,3 @@ def corpus_loss(model, sequences: Sequence[torch.Tensor]) -> CorpusLoss:
         sums.append(loss.item())
         n += ids.shape[1] - 1
     return CorpusLoss(sum(sums) / max(n, 1), tuple(sums), n)
-
-
-@torch.no_grad()
-def max_logit_diff(model_a, model_b, sequences: Sequence[torch.Tensor], vocab: int | None = None) -> float:
-    """Largest |logit_a − logit_b| over all positions (the first ``vocab`` columns, if given)."""
-    worst = 0.0
-    for ids in sequences:
-        la = model_a(input_ids=ids[None].to(next(model_a.parameters()).device)).logits[0].float().cpu()
-        lb = model_b(input_ids=ids[None].to(next(model_b.parameters()).device)).logits[0].float().cpu()
-        v = vocab or min(la.shape[-1], lb.shape[-1])
-        worst = max(worst, (la[..., :v] - lb[..., :v]).abs().max().item())
-    return worst

@@ -46,10 +46,6 @@ class ModelRef:
         if not self.spec:
             object.__setattr__(self, "spec", str(self))
 
-    @property
-    def is_local(self) -> bool:
-        return self.path is not None
-
     @classmethod
     def hub(cls, text: str) -> ModelRef:
         """``namespace/name[@revision]`` (the revision defaults to ``main``)."""

@@ -341,11 +341,11 @@ def run(args) -> int:
         }
         print(json.dumps(doc, indent=2))
         return 0 if recommended else 1
-    _print_human(args, source, shape, dtype, limits, limit, binding, rows, recommended, competition)
+    _print_human(args, shape, dtype, limits, limit, binding, rows, recommended, competition)
     return 0 if recommended else 1
 
 
-def _print_human(args, source, shape, dtype, limits, limit, binding, rows, recommended, competition) -> None:
+def _print_human(args, shape, dtype, limits, limit, binding, rows, recommended, competition) -> None:
     from sn29_growth.growth.fit import count_params
 
     print(

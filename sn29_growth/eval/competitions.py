@@ -27,12 +27,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
-COMPETITIONS_URL = "https://github.com/coldint/sn29/raw/main/competitions.json"
-HALL_OF_FAME_URL = "https://github.com/coldint/sn29/raw/main/hall_of_fame.json"
 DEFAULT_TIMEOUT_S = 15.0
 MAX_DOCUMENT_BYTES = 1 << 20
 DEFAULT_KEY = "default"
@@ -567,6 +565,18 @@ class _LastGoodSource(Generic[T]):
 
     def _default(self) -> T:
         raise NotImplementedError
+
+
+class ProvidesCompetitions(Protocol):
+    """Where the validator and the miner get the current competitions (:class:`CompetitionsSource`)."""
+
+    def get(self) -> Competitions: ...
+
+
+class ProvidesHallOfFame(Protocol):
+    """Where the validator gets the current hall of fame (:class:`HallOfFameSource`)."""
+
+    def get(self) -> HallOfFame: ...
 
 
 class CompetitionsSource(_LastGoodSource[Competitions]):

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sn29_growth.hub.cache import (
     STAGING_DIR,
@@ -98,6 +99,19 @@ def default_cache_dir() -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
+
+
+class ModelSnapshots(Protocol):
+    """What the validator needs of a model store (:class:`ModelStore`): sizes before download, snapshots,
+    and clean-up of what is no longer needed."""
+
+    def plan(self, repo_id: str, revision: str = "main") -> DownloadPlan: ...
+
+    def fetch(self, repo_id: str, revision: str = "main") -> Path: ...
+
+    def cached_snapshot(self, repo_id: str, revision: str = "main") -> Path | None: ...
+
+    def cleanup(self, keep: Iterable[tuple[str, str]]) -> list[tuple[str, str]]: ...
 
 
 class ModelStore:

@@ -209,10 +209,6 @@ class ShardedCheckpoint:
     def total_bytes(self) -> int:
         return sum(i.nbytes for i in self.infos.values())
 
-    @property
-    def largest_shard_bytes(self) -> int:
-        return max(sum(i.nbytes for i in infos.values()) for infos in self.shards.values())
-
     def iter_shards(self) -> Iterator[SafetensorsShard]:
         """Each shard in turn, opened when reached and closed before the next one opens."""
         for path in self.files:

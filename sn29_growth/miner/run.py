@@ -34,7 +34,7 @@ from typing import Any
 from sn29_growth.atomic import atomic_write_json, atomic_write_text
 from sn29_growth.chain.commitment import directory_hash, hashed_files
 from sn29_growth.chain.protocol import ChainClient
-from sn29_growth.eval.competitions import Competition
+from sn29_growth.eval.competitions import Competition, ProvidesCompetitions
 from sn29_growth.hub.protocol import HubClient
 from sn29_growth.hub.store import DiskBudget, ModelStore
 from sn29_growth.miner.base import BaseModel, find_base
@@ -68,7 +68,7 @@ class MinerClients:
     chain: ChainClient
     hub: HubClient
     hotkey: str
-    competitions: Any  # CompetitionsSource-like: .get() -> Competitions
+    competitions: ProvidesCompetitions
     store: ModelStore | None = None
     evaluate: Callable[..., Any] | None = None
     train: Callable[..., Any] | None = None

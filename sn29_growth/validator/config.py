@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BLOCK_SECONDS = 12
 DEFAULT_WEIGHTS_INTERVAL_BLOCKS = 175  # ≈ 35 minutes
 VERSION_KEY = 1_000
 

@@ -21,7 +21,7 @@ from sn29_growth.checkpoint import (
     try_read_config,
 )
 from sn29_growth.eval import checks
-from sn29_growth.eval.competitions import Competition, Competitions
+from sn29_growth.eval.competitions import Competition, Competitions, ProvidesCompetitions, ProvidesHallOfFame
 from sn29_growth.eval.data import DataSourceError
 from sn29_growth.eval.results import EvaluationFailed, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
@@ -34,6 +34,7 @@ from sn29_growth.eval.scoring import (
     weights_from_win_rates,
 )
 from sn29_growth.hub.protocol import DiskBudgetExceeded, HubError
+from sn29_growth.hub.store import ModelSnapshots
 from sn29_growth.validator.config import ValidatorConfig
 from sn29_growth.validator.entries import ModelEntry
 from sn29_growth.validator.state import ModelRecord, ModelStatus, ValidatorState
@@ -49,9 +50,9 @@ class Clients:
     """What a step talks to; every field is a small protocol so tests can inject fakes."""
 
     chain: ChainClient
-    competitions: Any  # CompetitionsSource-like: .get() -> Competitions
-    hall_of_fame: Any | None = None  # HallOfFameSource-like: .get() -> HallOfFame
-    store: Any | None = None  # hub.store.ModelStore-like: plan/fetch/cleanup; None = no Hub models
+    competitions: ProvidesCompetitions
+    hall_of_fame: ProvidesHallOfFame | None = None
+    store: ModelSnapshots | None = None  # None: no Hub models
     evaluate: Callable[[dict[str, Any], float], Any] | None = None  # (request, timeout) -> WorkerResult
     entries: list[ModelEntry] = field(default_factory=list)  # --models: local dirs or Hub refs
 
@@ -87,9 +88,7 @@ class StepReport:
 # ------------------------------------------------------------------------------------------- discover
 
 
-def _discover(
-    state: ValidatorState, clients: Clients, competitions: Competitions, report: StepReport
-) -> None:
+def _discover(state: ValidatorState, clients: Clients, competitions: Competitions) -> None:
     """Bring ``state.models`` in line with the chain's commitments and the injected entries."""
     raw = clients.chain.commitments()
     seen: set[str] = set()
@@ -395,7 +394,7 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
     competitions: Competitions = clients.competitions.get()
     describe = getattr(clients.competitions, "describe", None)
     report.notes.append(f"competitions: {describe() if describe else competitions.origin}")
-    _discover(state, clients, competitions, report)
+    _discover(state, clients, competitions)
     _infer_entry_competitions(state, competitions)
     _drop_duplicates(state)
     seed = config.seed if config.seed is not None else block // 361
