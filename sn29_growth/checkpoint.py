@@ -62,6 +62,7 @@ LIMITS_BY_NAME = {
     "special_tokens_map.json": TOKENIZER_CONFIG_LIMITS,
     "added_tokens.json": TOKENIZER_CONFIG_LIMITS,
     TOKENIZER_JSON: TOKENIZER_JSON_LIMITS,
+    RECIPE_FILE: TOKENIZER_JSON_LIMITS,  # a recipe lists every new slice of every tensor
 }
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -155,6 +156,12 @@ def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
             f"{Path(directory) / CONFIG_FILE}: config has auto_map (remote code), which is never executed"
         )
     return config
+
+
+def read_recipe(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``growth_recipe.json`` a grown checkpoint carries (bounded read), None when it has none."""
+    path = Path(directory) / RECIPE_FILE
+    return read_json_object(path) if path.exists() else None
 
 
 def has_tokenizer(directory: str | os.PathLike) -> bool:

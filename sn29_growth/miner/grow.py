@@ -18,7 +18,13 @@ from typing import Any
 
 from sn29_growth.arch import Shape
 from sn29_growth.atomic import atomic_write_json
-from sn29_growth.checkpoint import BYTES_PER_DTYPE, RECIPE_FILE, checkpoint_dtype, read_model_config
+from sn29_growth.checkpoint import (
+    BYTES_PER_DTYPE,
+    RECIPE_FILE,
+    checkpoint_dtype,
+    read_model_config,
+    read_recipe,
+)
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.growth.fit import count_params, effective_limit, plan_options, recommended
@@ -193,7 +199,7 @@ def _reused(out_dir: Path, before: int) -> Growth:
             loss_after=d.get("loss_after"),
             reused=True,
         )
-    recipe = json.loads((out_dir / RECIPE_FILE).read_text(encoding="utf-8"))
+    recipe = read_recipe(out_dir) or {}
     checks_ = ((recipe.get("verification") or {}).get("checks")) or [{}]
     spec = GrowthSpec.from_dict(recipe["spec"]) if recipe.get("spec") else None
     return Growth(

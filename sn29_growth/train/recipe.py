@@ -12,14 +12,13 @@ embedding). A directory without the file, or a file without ``new_slices``, has 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from sn29_growth.checkpoint import RECIPE_FILE
+from sn29_growth.checkpoint import RECIPE_FILE, read_recipe
 
 
 @dataclass(frozen=True)
@@ -63,12 +62,9 @@ def parse_new_slices(recipe: dict) -> tuple[NewSlice, ...]:
 def read_new_slices(model_dir: str | os.PathLike) -> tuple[NewSlice, ...]:
     """The new slices declared by ``MODEL_DIR/growth_recipe.json`` (empty when there is no recipe)."""
     path = Path(model_dir) / RECIPE_FILE
-    if not path.is_file():
+    recipe = read_recipe(model_dir)  # a CheckpointFileError (a ValueError) names the file
+    if recipe is None:
         return ()
-    try:
-        recipe = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
     try:
         return parse_new_slices(recipe)
     except ValueError as e:
