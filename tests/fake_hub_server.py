@@ -10,7 +10,7 @@ For tests and offline demos of the real huggingface_hub code paths: point ``HF_E
   ``X-Linked-Size``) to a "CDN" URL on another host name of the same server, which honours ``Range``,
 - ``POST /api/repos/create`` and ``PUT /api/models/{repo}/settings``,
 
-with :class:`~sn29_growth.hub.local.Faults` injected, and every request recorded.
+with :class:`fake_hub_faults.Faults` injected, and every request recorded.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from sn29_growth.hub.local import FaultCounter, Faults, LocalFile, LocalHub, RequestKind, served_chunks
+from fake_hub_faults import FaultCounter, Faults, served_chunks
+
+from sn29_growth.hub.local import LocalFile, LocalHub, RequestKind
 from sn29_growth.hub.protocol import RepoNotFound, RevisionNotFound
 
 logger = logging.getLogger(__name__)

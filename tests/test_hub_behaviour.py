@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+from fake_hub_faults import Faults, FaultyHubClient
 from fake_hub_server import HubHTTPServer
 
 from sn29_growth.hub import (
@@ -26,7 +27,7 @@ from sn29_growth.hub import (
 )
 from sn29_growth.hub.cache import STAGING_DIR, snapshot_path
 from sn29_growth.hub.hf_client import HfHubClient, HubTimeouts
-from sn29_growth.hub.local import Faults, LocalHub, LocalHubClient, add_commit
+from sn29_growth.hub.local import LocalHub, add_commit
 from sn29_growth.hub.retry import RetryPolicy
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.01)
@@ -52,7 +53,7 @@ class Backend:
 
     def __init__(self, kind: str, root: Path, server: HubHTTPServer | None) -> None:
         self.kind, self.root, self.server = kind, root, server
-        self._local: LocalHubClient | None = None
+        self._local: FaultyHubClient | None = None
 
     def client(self, faults: Faults = Faults(), retry: RetryPolicy = FAST) -> HubClient:
         if self.server is not None:
@@ -64,7 +65,7 @@ class Backend:
                 retry=retry,
                 max_workers=2,
             )
-        self._local = LocalHubClient(self.root, faults=faults, retry=retry, max_workers=2)
+        self._local = FaultyHubClient(self.root, faults=faults, retry=retry, max_workers=2)
         return self._local
 
     def fetched(self) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_hub_faults import Faults
 from fake_hub_server import HubHTTPServer
 from huggingface_hub import HfApi, constants, snapshot_download
 
@@ -20,7 +21,7 @@ from sn29_growth.hub import (
     fetch_model,
 )
 from sn29_growth.hub.hf_client import HfHubClient, HubTimeouts
-from sn29_growth.hub.local import Faults, LocalHub, add_commit
+from sn29_growth.hub.local import LocalHub, add_commit
 from sn29_growth.hub.policy import MODEL_FILE_PATTERNS
 from sn29_growth.hub.retry import RetryPolicy
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from fake_hub_faults import Faults
 from safetensors.torch import load_file, save_file
 from validator_fakes import files_of, hotkey, make_env, publish
 
 from sn29_growth.chain.commitment import ModelCommitment
 from sn29_growth.checkpoint import save_model
-from sn29_growth.hub.local import Faults
 from sn29_growth.tiny import build_tiny
 from sn29_growth.validator.runner import run
 

@@ -1,4 +1,4 @@
-"""Fakes and builders for validator tests: an in-memory chain, a local Hub, tiny published models."""
+"""Fakes and builders for validator tests: an in-memory chain, a faulty local Hub, tiny published models."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import torch
+from fake_hub_faults import FaultyHubClient
 
 from sn29_growth.chain.commitment import ModelCommitment, content_hash
 from sn29_growth.chain.protocol import ChainUnavailable, Neuron, RawCommitment
 from sn29_growth.eval.competitions import parse_competitions
-from sn29_growth.hub.local import LocalHubClient, add_commit
+from sn29_growth.hub.local import add_commit
 from sn29_growth.hub.store import DiskBudget, ModelStore
 from sn29_growth.validator.config import ValidatorConfig
 from sn29_growth.validator.evaluation import handle_request
@@ -135,7 +136,7 @@ def make_env(tmp_path: Path, *, free_bytes=None, **config_overrides):
 
     hub_root = tmp_path / "hub"
     hub_root.mkdir(exist_ok=True)
-    client = LocalHubClient(hub_root)
+    client = FaultyHubClient(hub_root)
     kwargs = {} if free_bytes is None else {"free_bytes": free_bytes}
     store = ModelStore(client, tmp_path / "vd" / "hub", DiskBudget(margin_bytes=0), **kwargs)
     chain = MemoryChain()

@@ -8,8 +8,9 @@ Layout (one folder per commit, a ``refs`` folder for branches)::
 
 :class:`LocalHub` reads and writes that layout; :class:`LocalHubClient` serves it through the
 :class:`~sn29_growth.hub.protocol.HubClient` protocol with the same retry and verification code as the
-real client, and with injectable faults (:class:`Faults`). ``tests/fake_hub_server.py`` serves the same
-layout over HTTP for the real huggingface_hub client.
+real client. Its two protected methods, :meth:`~LocalHubClient._before_request` and
+:meth:`~LocalHubClient._transfer`, are where a subclass changes how the simulated Hub answers.
+``tests/fake_hub_server.py`` serves the same layout over HTTP for the real huggingface_hub client.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Literal
 
 from sn29_growth.atomic import atomic_directory, atomic_write_json, atomic_write_text
@@ -37,8 +37,6 @@ from sn29_growth.hub.policy import (
     upload_paths,
 )
 from sn29_growth.hub.protocol import (
-    DownloadIncomplete,
-    HubUnavailable,
     RepoFile,
     RepoNotFound,
     RevisionNotFound,
@@ -52,92 +50,7 @@ logger = logging.getLogger(__name__)
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".model")
 LFS_MIN_SIZE = 10 * 1024 * 1024
-RequestKind = Literal["info", "file", "any"]
-
-# --- faults ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Faults a fake Hub injects. Counts apply to the first requests of kind ``on`` after the faults are set.
-
-    - ``not_found``: repositories that look missing.
-    - ``unavailable``: the first N requests answer 503; then ``timeouts``: the next N stall (``stall_s`` over
-      HTTP; an immediate timeout error in :class:`LocalHubClient`).
-    - ``cut_at``: path -> the connection drops when the transfer reaches that byte of the file (a resumed
-      request starting at or after it is served in full); ``ranges=False`` ignores Range requests.
-    - ``short``: path -> the Hub serves only the first N bytes (a truncated file; metadata says more).
-    - ``corrupt``: paths served with their middle byte flipped (same size, wrong hash).
-    """
-
-    not_found: frozenset[str] = frozenset()
-    unavailable: int = 0
-    timeouts: int = 0
-    on: RequestKind = "any"
-    stall_s: float = 1.0
-    cut_at: Mapping[str, int] = field(default_factory=dict)
-    ranges: bool = True
-    short: Mapping[str, int] = field(default_factory=dict)
-    corrupt: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "not_found", frozenset(self.not_found))
-        object.__setattr__(self, "corrupt", frozenset(self.corrupt))
-        object.__setattr__(self, "cut_at", MappingProxyType(dict(self.cut_at)))
-        object.__setattr__(self, "short", MappingProxyType(dict(self.short)))
-        if self.unavailable < 0:
-            raise ValueError(f"unavailable must be >= 0, got {self.unavailable}")
-        if self.timeouts < 0:
-            raise ValueError(f"timeouts must be >= 0, got {self.timeouts}")
-        if self.on not in ("info", "file", "any"):
-            raise ValueError(f"on must be 'info', 'file' or 'any', got {self.on!r}")
-        if self.stall_s < 0:
-            raise ValueError(f"stall_s must be >= 0, got {self.stall_s}")
-        for name in ("cut_at", "short"):
-            if any(v < 0 for v in getattr(self, name).values()):
-                raise ValueError(f"{name} offsets must be >= 0")
-
-
-class FaultCounter:
-    """Thread-safe countdown of a :class:`Faults` plan's transient failures."""
-
-    def __init__(self, faults: Faults) -> None:
-        self.faults = faults
-        self._unavailable = faults.unavailable
-        self._timeouts = faults.timeouts
-        self._lock = threading.Lock()
-
-    def next_failure(self, kind: RequestKind) -> Literal["unavailable", "timeout"] | None:
-        if self.faults.on not in ("any", kind):
-            return None
-        with self._lock:
-            if self._unavailable > 0:
-                self._unavailable -= 1
-                return "unavailable"
-            if self._timeouts > 0:
-                self._timeouts -= 1
-                return "timeout"
-        return None
-
-
-def served_chunks(path: Path, repo_path: str, faults: Faults, start: int = 0) -> Iterator[bytes]:
-    """The bytes a faulty Hub sends for a file from offset ``start``: ``short`` and ``corrupt`` applied."""
-    size = path.stat().st_size
-    end = min(size, faults.short.get(repo_path, size))
-    flip = size // 2 if repo_path in faults.corrupt and size else None
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        pos = start
-        while pos < end:
-            chunk = fh.read(min(CHUNK_SIZE, end - pos))
-            if not chunk:
-                return
-            if flip is not None and pos <= flip < pos + len(chunk):
-                i = flip - pos
-                chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
-            pos += len(chunk)
-            yield chunk
-
+RequestKind = Literal["info", "file"]
 
 # --- the on-disk Hub ------------------------------------------------------------------------------------
 
@@ -344,17 +257,18 @@ class RecordedCall:
 
 
 class LocalHubClient:
-    """:class:`~sn29_growth.hub.protocol.HubClient` over a :class:`LocalHub` directory, with fault injection.
+    """:class:`~sn29_growth.hub.protocol.HubClient` over a :class:`LocalHub` directory.
 
     ``hide_private`` makes private repositories invisible to reads, as the Hub does for other users.
-    ``calls`` records every call and every file fetch attempt.
+    ``calls`` records every call and every file fetch attempt. A subclass may override
+    :meth:`_before_request` (called before every simulated request) and :meth:`_transfer` (the bytes a file
+    download receives) to change how the simulated Hub answers.
     """
 
     def __init__(
         self,
         root: Path,
         *,
-        faults: Faults = Faults(),
         retry: RetryPolicy = RetryPolicy(attempts=3, backoff_s=0.0, max_backoff_s=0.0),
         hide_private: bool = False,
         max_workers: int = 1,
@@ -369,33 +283,36 @@ class LocalHubClient:
         self.calls: list[RecordedCall] = []
         self._sleep = sleep
         self._calls_lock = threading.Lock()
-        self.set_faults(faults)
-
-    def set_faults(self, faults: Faults) -> None:
-        """Replace the fault plan (counts start again)."""
-        self._faults = FaultCounter(faults)
-
-    @property
-    def faults(self) -> Faults:
-        return self._faults.faults
 
     def _record(self, method: str, repo_id: str, *detail: object) -> None:
         with self._calls_lock:
             self.calls.append(RecordedCall(method, repo_id, tuple(detail)))
 
+    def _before_request(self, kind: RequestKind, repo_id: str, what: str) -> None:
+        """Called before every simulated network request: ``kind`` is ``"info"`` (a revision or listing read)
+        or ``"file"`` (one file transfer attempt), ``what`` names the request for error messages.
+
+        It may raise what a real request can (``HubUnavailable``, ``RepoNotFound``, ...); the
+        caller's retries then apply. The default does nothing.
+        """
+
+    def _transfer(self, file: LocalFile, partial: PartialFile) -> Iterator[bytes]:
+        """The bytes one transfer of ``file`` sends, from byte ``partial.written`` on (a resumed download).
+
+        The caller writes each chunk into ``partial`` as it arrives. An override may reset ``partial``
+        before its first chunk (a server that ignores the resume offset) or raise after some chunk (a
+        dropped connection). The default sends the rest of the file.
+        """
+        with open(file.local_path, "rb") as fh:
+            fh.seek(partial.written)
+            while chunk := fh.read(CHUNK_SIZE):
+                yield chunk
+
     def _request(self, kind: RequestKind, repo_id: str, what: str) -> None:
-        """What every simulated network request goes through: not-found, private and transient faults."""
+        """What every simulated network request goes through: :meth:`_before_request`, then not-found."""
         validate_repo_id(repo_id)
-        failure = self._faults.next_failure(kind)
-        if failure == "unavailable":
-            raise HubUnavailable(f"{what}: HTTP 503 (injected)")
-        if failure == "timeout":
-            raise HubUnavailable(f"{what}: timed out (injected)")
-        if (
-            repo_id in self.faults.not_found
-            or not self.hub.exists(repo_id)
-            or (self.hide_private and self.hub.is_private(repo_id))
-        ):
+        self._before_request(kind, repo_id, what)
+        if not self.hub.exists(repo_id) or (self.hide_private and self.hub.is_private(repo_id)):
             raise RepoNotFound(f"{what}: repository not found")
 
     def _read(self, method: str, repo_id: str, revision: str) -> str:
@@ -428,17 +345,9 @@ class LocalHubClient:
         def fetch(f: RepoFile, partial: PartialFile, abort: threading.Event) -> None:
             self._record("fetch", repo_id, f.path, partial.written)
             self._request("file", repo_id, f"GET {repo_id}@{sha[:10]}:{f.path}")
-            faults = self.faults
-            if not faults.ranges and partial.written:
-                partial.reset()
-            start = partial.written
-            cut = faults.cut_at.get(f.path)
-            for chunk in served_chunks(local[f.path].local_path, f.path, faults, start):
+            for chunk in self._transfer(local[f.path], partial):
                 if abort.is_set():
                     raise DownloadAborted(f"{f.path}: stopped, another file failed")
-                if cut is not None and start < cut <= partial.written + len(chunk):
-                    partial.write(chunk[: cut - partial.written])
-                    raise DownloadIncomplete(f"{f.path}: connection dropped at byte {cut} (injected)")
                 partial.write(chunk)
 
         return fill_snapshot(
