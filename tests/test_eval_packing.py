@@ -153,3 +153,17 @@ def test_packed_flex_attention_equals_naive_loop(sequences):
     got = summed_losses(model, sequences, packed(attention="flex_attention"))
     assert_close(got.losses, want)
     assert not any(math.isinf(x) for x, w in zip(got.losses, want, strict=True) if math.isfinite(w))
+
+
+@pytest.mark.slow
+def test_packed_compiled_body_equals_naive_loop(sequences):
+    model = build_tiny("phi3", seed=7, init_std=0.3)
+    got = summed_losses(model, sequences, packed(compile=True))
+    assert_close(got.losses, reference(model, sequences))
+
+
+def test_packed_sliding_window_phi3(sequences):
+    """Phi-3-mini's config has a sliding window (2047): the window counts positions inside each sample."""
+    model = build_tiny("phi3", seed=6, init_std=0.3, sliding_window=32)
+    assert model.config.sliding_window == 32
+    assert_close(summed_losses(model, sequences, packed()).losses, reference(model, sequences))

@@ -51,7 +51,8 @@ class EngineSettings:
     the model body through ``torch.compile`` (dynamic shapes; the first batches pay the compile time).
 
     ``packing`` packs sequences into rows of at most ``row_tokens`` tokens (several per row, each attending
-    only to itself) instead of padding each to its bucket; ``attention`` names the attention implementation
+    only to itself) instead of padding each to its bucket (``mask_padding`` then does not apply: a row's
+    padded tail is a document of its own); ``attention`` names the attention implementation
     the model runs with during the call (e.g. ``"flex_attention"``, whose document masks skip the blocks
     between packed samples; ``None`` keeps the model's own).
     """
