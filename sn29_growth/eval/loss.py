@@ -91,6 +91,9 @@ class EngineSettings:
         power-of-two bucket. CPU: matrix products are already efficient for one sequence, and larger
         batches only add padding and cache misses, so batches stay small (≈1k tokens) and nearly unpadded;
         short sequences are still batched, which removes the per-call overhead.
+
+        Packing is off on both: on a CPU it measured slower than these nearly unpadded batches (a packed row
+        pays attention over the whole row); on CUDA ``scripts/bench_gpu.py`` measures it beside them.
         """
         if torch.device(device).type == "cuda":
             base = dict(
