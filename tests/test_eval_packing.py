@@ -167,3 +167,13 @@ def test_packed_sliding_window_phi3(sequences):
     model = build_tiny("phi3", seed=6, init_std=0.3, sliding_window=32)
     assert model.config.sliding_window == 32
     assert_close(summed_losses(model, sequences, packed()).losses, reference(model, sequences))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("attention", ["sdpa", "flex_attention"])
+def test_packed_on_cuda_equals_naive_loop(sequences, attention):
+    """The same packed path on a GPU (fp32, so the CPU tolerance applies), SDPA and flex document masks."""
+    model = build_tiny("llama-gqa", seed=3, init_std=0.3).cuda()
+    want = reference(model, sequences)
+    got = summed_losses(model, sequences, packed(attention=attention))
+    assert_close(got.losses, want)
