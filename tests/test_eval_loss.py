@@ -18,6 +18,17 @@ from sn29_growth.eval.loss import (
 from sn29_growth.lm import corpus_loss
 from sn29_growth.tiny import VARIANTS, build_tiny, tiny_config
 
+LONGROPE = dict(  # a Phi3 longrope model whose RoPE factors switch above 64 positions
+    max_position_embeddings=4096,
+    original_max_position_embeddings=64,
+    rope_parameters={
+        "rope_type": "longrope",
+        "rope_theta": 10000.0,
+        "short_factor": [1.0] * 8,
+        "long_factor": [4.0] * 8,
+        "original_max_position_embeddings": 64,
+    },
+)
 REL = 1e-4  # fp32: batched vs unbatched matmuls differ by ~1e-7 relative; sums of ~300 terms stay far below this
 
 
@@ -102,15 +113,7 @@ def test_length_sensitive_rope_runs_long_sequences_alone():
     assert length_sensitive_threshold(tiny_config("llama-gqa")) is None
     cfg = tiny_config(
         "phi3",
-        max_position_embeddings=4096,
-        original_max_position_embeddings=64,
-        rope_parameters={
-            "rope_type": "longrope",
-            "rope_theta": 10000.0,
-            "short_factor": [1.0] * 8,
-            "long_factor": [4.0] * 8,
-            "original_max_position_embeddings": 64,
-        },
+        **LONGROPE,
     )
     assert length_sensitive_threshold(cfg) == 64
 
@@ -121,15 +124,7 @@ def test_longrope_model_equals_naive_loop(sequences):
         "phi3",
         seed=2,
         init_std=0.3,
-        max_position_embeddings=4096,
-        original_max_position_embeddings=64,
-        rope_parameters={
-            "rope_type": "longrope",
-            "rope_theta": 10000.0,
-            "short_factor": [1.0] * 8,
-            "long_factor": [4.0] * 8,
-            "original_max_position_embeddings": 64,
-        },
+        **LONGROPE,
     )
     seqs = [s for s in sequences if s is not None and len(s) >= 2][:14]
     assert any(len(s) <= 64 for s in seqs) and any(len(s) > 64 for s in seqs)

@@ -11,6 +11,9 @@ How it runs a list of token-id sequences through a causal LM:
   (batch × length × vocabulary) fp32 logits tensor ever exists;
 - models whose rotary frequencies depend on the padded length (``dynamic``/``longrope`` scaling) run
   sequences longer than ``original_max_position_embeddings`` one at a time, unpadded;
+- with ``packing`` on, sequences are instead packed several per row without padding, positions restarting
+  at 0 for each, attention kept inside each sequence (:mod:`sn29_growth.eval.packing`); the head and
+  cross-entropy run the same chunked way;
 - on a CUDA out-of-memory error a batch is split in two and retried.
 
 Samples without ids (the tokenization rule said +inf) and NaN losses come back as +inf. Placement is the
@@ -30,10 +33,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from sn29_growth.eval.packing import batch_rows, build_batch, pack_rows
+
 log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "1"
 LENGTH_SENSITIVE_ROPE = ("dynamic", "longrope")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ class EngineSettings:
     A batch holds at most ``max_batch_size`` sequences and ``max_batch_tokens`` padded tokens, and
     stops growing once its padding would exceed ``max_padding`` times its real tokens. ``compile`` runs
     the model body through ``torch.compile`` (dynamic shapes; the first batches pay the compile time).
+
+    ``packing`` packs sequences into rows of at most ``row_tokens`` tokens (several per row, each attending
+    only to itself) instead of padding each to its bucket (``mask_padding`` then does not apply: a row's
+    padded tail is a document of its own); ``attention`` names the attention implementation
+    the model runs with during the call (e.g. ``"flex_attention"``, whose document masks skip the blocks
+    between packed samples; ``None`` keeps the model's own).
     """
 
     max_batch_tokens: int = 8192
@@ -52,14 +64,24 @@ class EngineSettings:
     mask_padding: bool = True
     min_bucket: int = 16
     compile: bool = False
+    packing: bool = False
+    row_tokens: int = 4096
+    attention: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_tokens", "max_batch_size", "logits_bytes", "min_bucket"):
+        for name in ("max_batch_tokens", "max_batch_size", "logits_bytes", "min_bucket", "row_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
         if not (isinstance(self.max_padding, int | float) and self.max_padding >= 0):
             raise ValueError(f"max_padding: must be a number >= 0, got {self.max_padding!r}")
+        for name in ("compile", "packing", "mask_padding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be a bool, got {getattr(self, name)!r}")
+        if self.attention is not None and self.attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attention: must be None or one of {', '.join(ATTENTION_IMPLEMENTATIONS)}, got {self.attention!r}"
+            )
 
     @classmethod
     def for_device(cls, device: str | torch.device, **overrides) -> EngineSettings:
@@ -69,6 +91,9 @@ class EngineSettings:
         power-of-two bucket. CPU: matrix products are already efficient for one sequence, and larger
         batches only add padding and cache misses, so batches stay small (≈1k tokens) and nearly unpadded;
         short sequences are still batched, which removes the per-call overhead.
+
+        Packing is off on both: on a CPU it measured slower than these nearly unpadded batches (a packed row
+        pays attention over the whole row); on CUDA ``scripts/bench_gpu.py`` measures it beside them.
         """
         if torch.device(device).type == "cuda":
             base = dict(
@@ -231,6 +256,24 @@ def _body(model, settings: EngineSettings):
     return compiled
 
 
+def _head_sums(model, hidden, predicts, targets, owner, count: int, settings: EngineSettings) -> list[float]:
+    """Summed CE per sample: ``lm_head`` + cross-entropy on the positions marked by ``predicts`` only, in
+    chunks of at most ``settings.logits_bytes`` fp32 logits; ``owner`` says which sample each position is."""
+    targets = targets[predicts]
+    rows = owner[predicts]
+    flat = hidden[predicts.to(hidden.device)]
+    del hidden
+    head = model.get_output_embeddings()
+    vocab = head.weight.shape[0]
+    chunk = max(1, settings.logits_bytes // (4 * vocab))
+    sums = torch.zeros(count, dtype=torch.float64)
+    for start in range(0, flat.shape[0], chunk):
+        logits = head(flat[start : start + chunk]).float()
+        ce = F.cross_entropy(logits, targets[start : start + chunk].to(logits.device), reduction="none")
+        sums.index_add_(0, rows[start : start + chunk], ce.double().cpu())
+    return sums.tolist()
+
+
 def _batch_losses(model, seqs: Sequence[Sequence[int]], settings: EngineSettings) -> list[float]:
     """Summed CE per sequence of one right-padded batch (every sequence has >= 2 ids)."""
     device = _input_device(model)
@@ -247,19 +290,19 @@ def _batch_losses(model, seqs: Sequence[Sequence[int]], settings: EngineSettings
     hidden = _body(model, settings)(input_ids=ids.to(device), **kwargs).last_hidden_state
 
     predicts = positions[None, :] < (lens[:, None] - 1)  # position t predicts ids[t + 1]
-    targets = torch.roll(ids, shifts=-1, dims=1)[predicts]
-    rows = torch.arange(len(seqs))[:, None].expand(-1, width)[predicts]
-    flat = hidden[predicts.to(hidden.device)]
-    del hidden
-    head = model.get_output_embeddings()
-    vocab = head.weight.shape[0]
-    chunk = max(1, settings.logits_bytes // (4 * vocab))
-    sums = torch.zeros(len(seqs), dtype=torch.float64)
-    for start in range(0, flat.shape[0], chunk):
-        logits = head(flat[start : start + chunk]).float()
-        ce = F.cross_entropy(logits, targets[start : start + chunk].to(logits.device), reduction="none")
-        sums.index_add_(0, rows[start : start + chunk], ce.double().cpu())
-    return sums.tolist()
+    targets = torch.roll(ids, shifts=-1, dims=1)
+    owner = torch.arange(len(seqs))[:, None].expand(-1, width)
+    return _head_sums(model, hidden, predicts, targets, owner, len(seqs), settings)
+
+
+def _packed_losses(model, rows: Sequence[Sequence[Sequence[int]]], settings: EngineSettings) -> list[float]:
+    """Summed CE per sequence of one packed batch, in row order (every sequence has >= 2 ids)."""
+    device = _input_device(model)
+    batch = build_batch(rows)
+    hidden = _body(model, settings)(
+        input_ids=batch.ids.to(device), position_ids=batch.positions.to(device), use_cache=False
+    ).last_hidden_state
+    return _head_sums(model, hidden, batch.predicts, batch.targets, batch.owner, batch.samples, settings)
 
 
 def _run_batch(model, seqs: list[Sequence[int]], settings: EngineSettings) -> list[float]:
@@ -273,6 +316,59 @@ def _run_batch(model, seqs: list[Sequence[int]], settings: EngineSettings) -> li
         half = len(seqs) // 2
         log.warning("out of memory on a batch of %d; splitting it", len(seqs))
         return _run_batch(model, seqs[:half], settings) + _run_batch(model, seqs[half:], settings)
+
+
+def _run_packed(model, rows: list[list[Sequence[int]]], settings: EngineSettings) -> list[float]:
+    try:
+        return _packed_losses(model, rows, settings)
+    except torch.OutOfMemoryError:
+        if len(rows) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(rows) // 2
+        log.warning("out of memory on a packed batch of %d rows; splitting it", len(rows))
+        return _run_packed(model, rows[:half], settings) + _run_packed(model, rows[half:], settings)
+
+
+def plan_packed(
+    lengths: Sequence[int], settings: EngineSettings, solo_above: int | None = None
+) -> list[tuple[int, list[list[list[int]]]]]:
+    """``[(bucket, [batch of rows of indices, ...]), ...]`` for packing, buckets longest first.
+
+    Sequences longer than ``solo_above`` run alone; for such models rows hold at most ``solo_above``
+    tokens, so no position (padding included) reaches the length where the RoPE frequencies change."""
+    solo = [i for i, n in enumerate(lengths) if solo_above is not None and n > solo_above]
+    rest = [i for i, n in enumerate(lengths) if not (solo_above is not None and n > solo_above)]
+    capacity = settings.row_tokens if solo_above is None else max(1, min(settings.row_tokens, solo_above))
+    rows = [[rest[j] for j in row] for row in pack_rows([lengths[i] for i in rest], capacity)]
+    batches = batch_rows(
+        rows,
+        lengths,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_size=settings.max_batch_size,
+        max_padding=settings.max_padding,
+    )
+    batches += [[[i]] for i in sorted(solo, key=lambda i: -lengths[i])]
+    by_bucket: dict[int, list[list[list[int]]]] = {}
+    for batch in batches:
+        width = max(sum(lengths[i] for i in row) for row in batch)
+        by_bucket.setdefault(bucket_of(width, settings.min_bucket), []).append(batch)
+    return sorted(by_bucket.items(), key=lambda kv: -kv[0])
+
+
+@contextlib.contextmanager
+def _attention(model, name: str | None):
+    """Run the model with attention implementation ``name`` inside the block (None: unchanged)."""
+    before = getattr(model.config, "_attn_implementation", None)
+    if name is None or name == before:
+        yield
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
 
 
 @torch.inference_mode()
@@ -296,26 +392,43 @@ def summed_losses(
     for i, s in enumerate(sequences):
         if s is not None and len(s) < 2:
             losses[i] = 0.0  # nothing to predict
-    plan = plan_batches([len(sequences[i]) for i in todo], settings, length_sensitive_threshold(model.config))
+    lengths = [len(sequences[i]) for i in todo]
+    solo_above = length_sensitive_threshold(model.config)
+    if settings.packing:
+        plan = plan_packed(lengths, settings, solo_above)
+    else:
+        plan = [
+            (b, [[batch] for batch in batches]) for b, batches in plan_batches(lengths, settings, solo_above)
+        ]
     peak = PeakMemory(_input_device(model))
     stats: list[BucketStat] = []
-    total = sum(len(sequences[i]) for i in todo)
+    total = sum(lengths)
     started = time.perf_counter()
     done = 0
-    with Progress(total, desc, unit="tok", unit_scale=True, bar=progress, leave=False, logger=log) as bar:
+    with (
+        _attention(model, settings.attention),
+        Progress(total, desc, unit="tok", unit_scale=True, bar=progress, leave=False, logger=log) as bar,
+    ):
         for bucket, batches in plan:
             peak.reset()
             t0 = time.perf_counter()
             tokens = padded = count = 0
-            for batch in batches:
-                seqs = [sequences[todo[j]] for j in batch]
-                for j, value in zip(batch, _run_batch(model, seqs, settings), strict=True):
+            for rows in batches:
+                if settings.packing:
+                    order = [j for row in rows for j in row]
+                    values = _run_packed(model, [[sequences[todo[j]] for j in row] for row in rows], settings)
+                    widths = [sum(lengths[j] for j in row) for row in rows]
+                else:
+                    order = rows[0]
+                    values = _run_batch(model, [sequences[todo[j]] for j in order], settings)
+                    widths = [lengths[j] for j in order]
+                for j, value in zip(order, values, strict=True):
                     losses[todo[j]] = math.inf if math.isnan(value) else value
-                n = sum(len(s) for s in seqs)
+                n = sum(widths)
                 tokens += n
-                padded += len(seqs) * max(len(s) for s in seqs)
-                count += len(seqs)
-                done += len(seqs)
+                padded += len(widths) * max(widths)
+                count += len(order)
+                done += len(order)
                 bar.update(n, samples=f"{done}/{len(todo)}")
             top = peak.read()
             added = top - peak.baseline if top is not None and peak.baseline is not None else None
