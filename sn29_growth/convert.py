@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sn29_growth.atomic import atomic_directory
-from sn29_growth.checkpoint import check_destination, read_model_config, write_config
+from sn29_growth.checkpoint import CONFIG_FILE, check_destination, read_model_config, write_config
 from sn29_growth.io import CheckpointError, ShardedCheckpoint
 from sn29_growth.loading import ModelLoadError, check_norm_divisor, safetensors_files
 from sn29_growth.norm import validate_norm_divisor
@@ -74,7 +74,7 @@ def _rewrite(src: Path, dst: Path, factor: float, config: dict) -> tuple[int, fl
         save_file(tensors, str(dst / shard.name), metadata=metadata or {"format": "pt"})
         del tensors
     for item in src.iterdir():
-        if item.suffix == ".safetensors" or item.name == "config.json" or item.name.startswith("."):
+        if item.suffix == ".safetensors" or item.name == CONFIG_FILE or item.name.startswith("."):
             continue
         if item.is_file():
             shutil.copy2(item, dst / item.name)
@@ -164,7 +164,7 @@ def to_network(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> 
                 except OSError:
                     shutil.copy2(item, tmp / item.name)
         written = write_config(tmp, config)  # atomic: replaces the link, never writes through it
-        changed = (["config.json"] if written != config else []) + normalize_tokenizer_dir(tmp)
+        changed = ([CONFIG_FILE] if written != config else []) + normalize_tokenizer_dir(tmp)
     after = check_model(dst)
     return NetworkConversion(
         tuple(changed),

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
 
 from sn29_growth.arch import SUPPORTED, bounded_shape
-from sn29_growth.checkpoint import LIMITS_BY_NAME
+from sn29_growth.checkpoint import CONFIG_FILE, LIMITS_BY_NAME
 from sn29_growth.growth.fit import count_params
 from sn29_growth.loading import ModelLoadError, check_norm_divisor
 from sn29_growth.network.rules import config_findings
@@ -59,7 +59,7 @@ def check_files(files: Mapping[str, int], competition) -> str | None:
         return f"pickle-format weights in the repository ({', '.join(pickles[:3])}); only safetensors are allowed"
     if not any(n.endswith(".safetensors") for n in names):
         return "no *.safetensors weights"
-    if "config.json" not in names:
+    if CONFIG_FILE not in names:
         return "no config.json"
     for name, size in files.items():
         limits = LIMITS_BY_NAME.get(name)

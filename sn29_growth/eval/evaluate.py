@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from sn29_growth.checkpoint import try_read_config
+from sn29_growth.checkpoint import CONFIG_FILE, try_read_config
 from sn29_growth.eval import checks
 from sn29_growth.eval.cache import LossCache, model_content_hash, settings_fingerprint
 from sn29_growth.eval.competitions import Competition, Competitions, default_competitions, load_competitions
@@ -158,10 +158,10 @@ class _Evaluator:
         try:
             commit = self.hub.resolve_revision(ref.repo_id, ref.revision)
             files = {f.path: f.size for f in self.hub.repo_files(ref.repo_id, commit)}
-            if "config.json" not in files:
+            if CONFIG_FILE not in files:
                 return _Prepared(ref, name, None, files, rejection="no config.json in the repository")
             snap = self.hub.download(
-                ref.repo_id, commit, cache_dir=self._hub_cache(), allow_patterns=("config.json",)
+                ref.repo_id, commit, cache_dir=self._hub_cache(), allow_patterns=(CONFIG_FILE,)
             )
             ref = ref.at(commit)
             config, why = try_read_config(Path(snap))

@@ -22,6 +22,7 @@ from typing import Any
 from sn29_growth.arch import IGNORED_TENSORS, UnsupportedArchitecture, compare_tensors
 from sn29_growth.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from sn29_growth.checkpoint import (
+    CONFIG_FILE,
     GENERATION_CONFIG_FILE,
     RECIPE_FILE,
     check_destination,
@@ -326,7 +327,7 @@ def grow_checkpoint(
             raise GrowthVerificationError(f"{why} of {dst} failed; nothing was written", report)
         atomic_write_json(tmp / RECIPE_FILE, recipe_document(report))
         atomic_write_text(tmp / "README.md", model_card(report))
-        report.files += ["config.json", RECIPE_FILE, "README.md"]
+        report.files += [CONFIG_FILE, RECIPE_FILE, "README.md"]
     report.seconds = time.perf_counter() - t0
     log.info("wrote %s in %.1fs", dst, report.seconds)
     return report
