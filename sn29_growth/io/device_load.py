@@ -1,10 +1,10 @@
 """Load a checked safetensors checkpoint straight onto its device, one tensor at a time.
 
 The model is built without weights (parameters on the meta device; buffers such as the rotary
-``inv_freq`` computed as usual), then each shard is opened with ``safe_open(..., device=...)`` and its
-tensors are cast to the target dtype and put in place of the empty parameters. A model therefore
-never exists as a whole on the CPU before it reaches the GPU, and the CPU holds at most one tensor in
-flight. Tied weights are tied again at the end, so ``lm_head`` shares the input embedding exactly as
+``inv_freq`` computed as usual), then each shard is mapped with ``safe_open`` and its tensors are
+copied from the file's pages to the device, cast to the target dtype, by a few threads, and put in
+place of the empty parameters. A model therefore never exists as a whole in CPU memory before it
+reaches the GPU: the CPU holds only the few tensors in flight. Tied weights are tied again at the end, so ``lm_head`` shares the input embedding exactly as
 ``from_pretrained`` makes it.
 
 The caller has already checked the tensor table against the config (every expected tensor present
@@ -15,10 +15,15 @@ parameter left without a value.
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
+
+LOAD_WORKERS = min(4, os.cpu_count() or 1)
+"""Threads that copy tensors to the device (reading file pages is the slow part, and it parallelises)."""
 
 
 class DirectLoadError(RuntimeError):
@@ -61,21 +66,41 @@ def _place(model: torch.nn.Module, name: str, tensor: torch.Tensor, where: Path)
     module._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=old.requires_grad)
 
 
+def _materialize(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The tensor on ``device``, floating point cast to ``dtype`` (one copy: file pages → device)."""
+    target = dtype if tensor.is_floating_point() else tensor.dtype
+    return tensor.to(device=device, dtype=target)
+
+
 def fill_from_shards(
-    model: torch.nn.Module, files: list[Path], *, dtype: torch.dtype, device: str | torch.device
+    model: torch.nn.Module,
+    files: list[Path],
+    *,
+    dtype: torch.dtype,
+    device: str | torch.device,
+    workers: int = LOAD_WORKERS,
 ) -> None:
-    """Read every tensor of ``files`` onto ``device`` (floating tensors cast to ``dtype``) into ``model``."""
+    """Read every tensor of ``files`` onto ``device`` (floating tensors cast to ``dtype``) into ``model``.
+
+    ``safe_open`` maps a shard and hands out views of its pages; ``workers`` threads copy (and cast)
+    them to the device concurrently, at most ``2 * workers`` tensors in flight, while this thread puts
+    each finished tensor in its place, in file order.
+    """
     from safetensors import safe_open
 
     dev = resolve_device(device)
-    for path in files:
-        with safe_open(os.fspath(path), framework="pt", device=str(dev)) as f:
-            for name in f.keys():
-                tensor = f.get_tensor(name)
-                if tensor.is_floating_point() and tensor.dtype != dtype:
-                    tensor = tensor.to(dtype)
-                _place(model, name, tensor, path)
-                del tensor
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="load") as pool:
+        for path in files:
+            with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+                pending: deque[tuple[str, Future]] = deque()
+                for name in f.keys():
+                    pending.append((name, pool.submit(_materialize, f.get_tensor(name), dev, dtype)))
+                    while len(pending) > 2 * max(1, workers):
+                        done, future = pending.popleft()
+                        _place(model, done, future.result(), path)
+                while pending:
+                    done, future = pending.popleft()
+                    _place(model, done, future.result(), path)
 
 
 def finish(model: torch.nn.Module, device: str | torch.device, where: str) -> torch.nn.Module:
