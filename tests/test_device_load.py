@@ -94,3 +94,15 @@ def test_sharded_bf16_checkpoint_loads_directly(tmp_path, tokenizer, monkeypatch
     for name, tensor in stock.state_dict().items():
         assert state[name].dtype == torch.float32
         assert torch.equal(state[name], tensor), name
+
+
+def test_a_directly_loaded_model_never_writes_back_to_its_files(save_tiny):
+    path = save_tiny(build_tiny("llama-gqa", seed=0))
+    before = (path / "model.safetensors").read_bytes()
+    model = load_model(path, dtype=torch.float32, direct=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert (path / "model.safetensors").read_bytes() == before
+    again = load_model(path, dtype=torch.float32, direct=True)
+    assert not torch.equal(again.model.norm.weight, model.model.norm.weight)
