@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sn29_growth.eval.timing import StageClock, StageTimes, combined, pipeline_line
+from sn29_growth.eval.timing import StageClock, StageTimes, combined, pipeline_line, with_worker
 
 
 class FakeClock:
@@ -57,7 +57,8 @@ def test_json_round_trip_and_rendering():
     assert StageTimes.from_json(None) is None
     assert StageTimes.from_json({"eval_s": -1}) is None
     assert times.render() == (
-        "download 0.00s · checks 0.25s · tokenize 0.50s · hash 3.00s · load 8.00s · eval 100.0s · outside eval 11.8%"
+        "download 0.00s · startup 0.00s · checks 0.25s · tokenize 0.50s · hash 3.00s · load 8.00s · eval 100.0s · "
+        "outside eval 11.8%"
     )
     assert StageTimes().outside_ratio is None
     assert StageTimes().render().endswith("outside eval -")
@@ -71,3 +72,8 @@ def test_parent_and_worker_times_add_up():
     line = pipeline_line("alice/model", parent, row)
     assert line.startswith("alice/model: download 4.00s")
     assert "hash 1.50s" in line and "eval 10.0s" in line and "outside eval 15.0%" in line
+    # a worker that took 12 s for 10.5 s of stages spent 1.5 s starting up
+    line = pipeline_line("alice/model", parent, row, worker_wall_s=12.0)
+    assert "startup 1.50s" in line and "outside eval 30.0%" in line
+    assert with_worker(None, None, 2.0) == StageTimes(startup_s=2.0)
+    assert with_worker(parent, StageTimes(eval_s=5.0), 1.0).startup_s == 0.0

@@ -13,7 +13,17 @@ from sn29_growth.checkpoint import save_model
 from sn29_growth.tiny import build_tiny
 from sn29_growth.tokenizer import embedded_tokenizer
 
-KEYS = ("download_s", "checks_s", "tokenize_s", "hash_s", "load_s", "eval_s", "outside_s", "outside_ratio")
+KEYS = (
+    "download_s",
+    "startup_s",
+    "checks_s",
+    "tokenize_s",
+    "hash_s",
+    "load_s",
+    "eval_s",
+    "outside_s",
+    "outside_ratio",
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +45,9 @@ def test_evaluate_json_rows_carry_the_stage_times(model_dir, tmp_path, capsys, i
     assert set(stages) == set(KEYS)
     assert all(isinstance(stages[k], int | float) and stages[k] >= 0 for k in KEYS)
     assert stages["eval_s"] > 0 and stages["load_s"] > 0 and stages["hash_s"] > 0
-    assert stages["outside_s"] == pytest.approx(
-        stages["checks_s"] + stages["tokenize_s"] + stages["hash_s"] + stages["load_s"], abs=1e-3
-    )
+    inside = ("startup_s", "checks_s", "tokenize_s", "hash_s", "load_s")
+    assert stages["outside_s"] == pytest.approx(sum(stages[k] for k in inside), abs=1e-3)
+    assert (stages["startup_s"] > 0) == (isolate == "--isolate")  # a worker process starts
 
 
 def test_the_validator_logs_one_breakdown_line_per_model(tmp_path, model_dir, caplog):
@@ -52,7 +62,7 @@ def test_the_validator_logs_one_breakdown_line_per_model(tmp_path, model_dir, ca
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("alice/base: download")]
     assert len(lines) == 1
     seconds = dict(re.findall(r"(\w+) ([0-9.e+-]+)s", lines[0]))
-    assert set(seconds) == {"download", "checks", "tokenize", "hash", "load", "eval"}
+    assert set(seconds) == {"download", "startup", "checks", "tokenize", "hash", "load", "eval"}
     assert all(float(v) >= 0 for v in seconds.values()) and float(seconds["eval"]) > 0
     assert float(seconds["download"]) > 0 and float(seconds["hash"]) > 0
     assert re.search(r"outside eval \d+\.\d%$", lines[0])

@@ -47,7 +47,7 @@ from sn29_growth.eval.loss import ENGINE_VERSION, EngineSettings, summed_losses
 from sn29_growth.eval.results import EvaluationResult, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import ModelLosses, ScoreSettings, score_competition
-from sn29_growth.eval.timing import StageClock, combined
+from sn29_growth.eval.timing import StageClock, with_worker
 from sn29_growth.eval.tokenizers import (
     PASS_THROUGH,
     TokenizerPolicy,
@@ -388,7 +388,7 @@ def _isolated_row(
     return replace(
         parsed,
         network=prep.network.summary() if prep.network else None,
-        stages=combined(evaluator.clock.times(), parsed.stages),
+        stages=with_worker(evaluator.clock.times(), parsed.stages, result.seconds),
     )
 
 

@@ -1,14 +1,16 @@
-"""Where one model's evaluation spends its time: download, checks, tokenization, hash, load, forward.
+"""Where one model's evaluation spends its time: download, worker start, checks, tokens, hash, load, forward.
 
 :class:`StageClock` records wall seconds per stage; stages nest, and time always goes to the innermost
 stage running (a download inside the checks counts as download only), so the stages add up to the
 wall time without double counting. :class:`StageTimes` is the frozen result that a worker returns in
 its JSON row, ``sn29 evaluate --json`` prints, and the validator logs as one line per model::
 
-    download 0.00s · checks 0.21s · tokenize 0.84s · hash 3.10s · load 7.90s · eval 96.2s · outside eval 12.6%
+    download 0.00s · startup 4.80s · checks 0.21s · tokenize 0.84s · hash 3.10s · load 7.90s · eval 96.2s · outside eval 17.6%
 
-"Outside eval" is checks + tokenize + hash + load as a fraction of the forward passes (``eval``);
-the download is left out: it measures the network, not the pipeline.
+``startup`` is what an isolated model's worker process spends outside its stages (process start,
+imports, reading the request). "Outside eval" is startup + checks + tokenize + hash + load as a
+fraction of the forward passes (``eval``); the download is left out: it measures the network, not the
+pipeline.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-STAGES = ("download", "checks", "tokenize", "hash", "load", "eval")
-OUTSIDE = ("checks", "tokenize", "hash", "load")
+STAGES = ("download", "startup", "checks", "tokenize", "hash", "load", "eval")
+OUTSIDE = ("startup", "checks", "tokenize", "hash", "load")
 
 T = TypeVar("T")
 
@@ -31,6 +33,7 @@ class StageTimes:
     """Wall seconds per stage of one model's evaluation (each finite and >= 0)."""
 
     download_s: float = 0.0
+    startup_s: float = 0.0
     checks_s: float = 0.0
     tokenize_s: float = 0.0
     hash_s: float = 0.0
@@ -54,6 +57,10 @@ class StageTimes:
     def outside_ratio(self) -> float | None:
         """:attr:`outside_s` over ``eval_s``; None when no forward pass ran."""
         return self.outside_s / self.eval_s if self.eval_s > 0 else None
+
+    @property
+    def total_s(self) -> float:
+        return math.fsum(getattr(self, f.name) for f in fields(self))
 
     def __add__(self, other: StageTimes) -> StageTimes:
         return StageTimes(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -128,7 +135,21 @@ def combined(first: StageTimes | None, second: StageTimes | None) -> StageTimes 
     return first + second
 
 
-def pipeline_line(label: str, parent: StageTimes | None, row: Mapping[str, Any]) -> str:
+def with_worker(parent: StageTimes | None, worker: StageTimes | None, worker_wall_s: float) -> StageTimes:
+    """A model's times when its worker took ``worker_wall_s``: the parent's and the worker's stages, and
+    the rest of the worker's wall time as ``startup``."""
+    inside = worker.total_s if worker is not None else 0.0
+    startup = StageTimes(startup_s=max(0.0, float(worker_wall_s) - inside))
+    return combined(combined(parent, worker), startup) or startup
+
+
+def pipeline_line(
+    label: str, parent: StageTimes | None, row: Mapping[str, Any], worker_wall_s: float | None = None
+) -> str:
     """One log line for a model: the parent's stages plus those its worker reported in ``row``."""
-    times = combined(parent, StageTimes.from_json(row.get("stages"))) or StageTimes()
+    worker = StageTimes.from_json(row.get("stages"))
+    if worker_wall_s is not None:
+        times = with_worker(parent, worker, worker_wall_s)
+    else:
+        times = combined(parent, worker) or StageTimes()
     return f"{label}: {times.render()}"

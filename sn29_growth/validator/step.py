@@ -362,7 +362,9 @@ def _evaluate_one(
     if not result.ok:
         return result.error
     row = (result.response or {}).get("models", {}).get(rec.hotkey)
-    return row if isinstance(row, dict) else "the worker returned no result for this model"
+    if not isinstance(row, dict):
+        return "the worker returned no result for this model"
+    return {**row, "worker_s": result.seconds}  # the worker's wall time, for the stage log line
 
 
 def _score(
@@ -423,7 +425,8 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
         for rec, path in ready:
             out = _evaluate_one(rec, path, comp, samples, clients, config, seed)
             if isinstance(out, dict):
-                log.info("%s", pipeline_line(rec.label or rec.hotkey, clocks[rec.hotkey].times(), out))
+                times = clocks[rec.hotkey].times()
+                log.info("%s", pipeline_line(rec.label or rec.hotkey, times, out, out.get("worker_s")))
             rec.last_eval_step = state.step
             if isinstance(out, str):  # the worker crashed or timed out: revisited later, not every step
                 rec.status, rec.reason = "failed", f"evaluation failed: {out}"
