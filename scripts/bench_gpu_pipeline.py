@@ -226,6 +226,7 @@ def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
     shard_bytes = 60_000 if tiny else SHARD_BYTES
     t0 = time.perf_counter()
     snap = write_snapshot(Path(work_dir), config, device=device, shard_bytes=shard_bytes)
+    os.sync()  # no write-back competes with the timings below
     write_s = time.perf_counter() - t0
     files = sorted(p for p in snap.iterdir() if p.name.endswith(".safetensors"))
     all_files = sorted(snap.iterdir())
