@@ -4,8 +4,10 @@ The model is built without weights (parameters on the meta device; buffers such 
 ``inv_freq`` computed as usual), then each shard is mapped with ``safe_open`` and its tensors are
 copied from the file's pages to the device, cast to the target dtype, by a few threads, and put in
 place of the empty parameters. A model therefore never exists as a whole in CPU memory before it
-reaches the GPU: the CPU holds only the few tensors in flight. Tied weights are tied again at the end, so ``lm_head`` shares the input embedding exactly as
-``from_pretrained`` makes it.
+reaches the GPU: the CPU holds only the few tensors in flight. On the CPU a tensor already in the
+target dtype stays a view of the mapping (copy-on-write: updating it never touches the file). Tied
+weights are tied again at the end, so ``lm_head`` shares the input embedding as ``from_pretrained``
+makes it.
 
 The caller has already checked the tensor table against the config (every expected tensor present
 by name and shape, nothing else); this module still refuses an unknown or misshapen tensor and any
@@ -31,7 +33,7 @@ class DirectLoadError(RuntimeError):
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``cuda`` → ``cuda:<current>``: safetensors needs an explicit device index."""
+    """``cuda`` → ``cuda:<current>``: one explicit device for every copy."""
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None:
         return torch.device("cuda", torch.cuda.current_device())
