@@ -161,6 +161,7 @@ def load_model(
     device_map: str | dict | None = None,
     attn_implementation: str | None = None,
     network: bool = False,
+    direct: bool = True,
 ) -> torch.nn.Module:
     """Load a causal LM from a local checkpoint directory, safely. Returns it in eval mode.
 
@@ -169,6 +170,9 @@ def load_model(
     by ``architectures``. ``network`` reads the config as the network does (see
     :func:`config_for_loading`). ``device_map`` (e.g. ``"auto"``) hands placement to accelerate's
     big-model inference for models larger than one device; otherwise the model is moved to ``device``.
+    ``direct`` (the default for Llama/Phi3 on one device) reads each tensor of the checked shards
+    straight onto ``device`` (:mod:`sn29_growth.io.device_load`); ``direct=False`` goes through
+    ``from_pretrained`` and then moves the model.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -197,7 +201,10 @@ def load_model(
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        if direct and device_map is None and model_type in PATCHED_MODEL_TYPES:
+            model = _load_direct(path, config, dtype, device or "cpu", attn_implementation)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except Exception as e:
         raise ModelLoadError(f"{path}: cannot load weights: {type(e).__name__}: {e}") from e
     check_model_class(model, raw, str(path))
@@ -205,6 +212,16 @@ def load_model(
     if device_map is None and device is not None:
         model.to(device)
     return model.eval()
+
+
+def _load_direct(path: Path, config, dtype, device, attn_implementation: str | None) -> torch.nn.Module:
+    from sn29_growth.io import ShardedCheckpoint
+    from sn29_growth.io.device_load import load_direct
+
+    files = ShardedCheckpoint(path).files  # the shards the index names (checked by check_tensor_table)
+    return load_direct(
+        path, config, files, dtype=dtype, device=device, attn_implementation=attn_implementation
+    )
 
 
 def check_model_class(model: torch.nn.Module, raw: dict[str, Any], where: str) -> None:

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sn29_growth.digest import sha256_file, sha256_files
+
 MAX_COMMITMENT_BYTES = 128
 """Upper bound on the UTF-8 length of the whole commitment string."""
 
@@ -55,8 +57,6 @@ HASHED_FILE_NAMES: frozenset[str] = frozenset(
 
 HASHED_FILE_PATTERNS: tuple[str, ...] = ("*.safetensors", *sorted(HASHED_FILE_NAMES))
 """The same set as glob patterns, usable as ``allow_patterns`` for a Hub download."""
-
-_CHUNK_BYTES = 8 << 20
 
 # Hugging Face repo id part: 1..96 of [A-Za-z0-9_.-], starting and ending with [A-Za-z0-9_].
 _REPO_PART_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
@@ -169,18 +169,20 @@ def hashed_files(directory: str | os.PathLike) -> dict[str, Path]:
 
 def file_digest(path: str | os.PathLike) -> str:
     """base64(sha256(file bytes)), read in chunks so multi-GB shards never sit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode("ascii")
+    return base64.b64encode(sha256_file(path)).decode("ascii")
 
 
-def directory_hash(files: Mapping[str, str | os.PathLike]) -> str:
-    """The unsalted hash over ``{name: path}``: base64(sha256 of the concatenated file digests in name order)."""
+def directory_hash(files: Mapping[str, str | os.PathLike], *, workers: int | None = None) -> str:
+    """The unsalted hash over ``{name: path}``: base64(sha256 of the concatenated file digests in name order).
+
+    The files are digested concurrently (``workers`` threads, default one per file up to the CPU count);
+    the value is the same as digesting them one after the other.
+    """
     if not files:
         raise ValueError("no files to hash")
-    joined = "".join(file_digest(files[name]) for name in sorted(files))
+    names = sorted(files)
+    digests = sha256_files([files[name] for name in names], workers=workers)
+    joined = "".join(base64.b64encode(d).decode("ascii") for d in digests)
     return base64.b64encode(hashlib.sha256(joined.encode("utf-8")).digest()).decode("ascii")
 
 

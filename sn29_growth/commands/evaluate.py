@@ -51,7 +51,12 @@ def register(sub) -> None:
         metavar="SECONDS",
         help="seconds per model before its worker is killed",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON document with per-sample losses")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON document with per-sample losses and, per model, the seconds of each stage "
+        "(download, checks, tokenize, hash, load, eval) and the share outside the forward passes",
+    )
     p.set_defaults(func=run)
 
 

@@ -5,8 +5,8 @@ On disk, one JSON file per (model hash, settings fingerprint) maps sample keys (
 atomically after each model, so a crash leaves the old file or the new one, never a torn one.
 
 :func:`model_content_hash` digests the model files a validator downloads (config, safetensors, index,
-tokenizer files). File digests are memoised by (path, size, mtime) so re-evaluating a model does not
-re-read tens of gigabytes.
+tokenizer files), several files at once. File digests are memoised by (path, size, mtime) so
+re-evaluating a model does not re-read tens of gigabytes.
 """
 
 from __future__ import annotations
@@ -21,19 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from sn29_growth.atomic import atomic_write_json
+from sn29_growth.digest import sha256_file, sha256_files
 from sn29_growth.hub.policy import is_model_file
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 8 << 20
-
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path).hex()
 
 
 def model_content_hash(path: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
@@ -50,21 +45,20 @@ def model_content_hash(path: str | os.PathLike, memo_dir: str | os.PathLike | No
             memo = json.loads(memo_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             memo = {}
-    changed = False
-    h = hashlib.sha256()
     names = sorted(p.name for p in root.iterdir() if p.is_file() and is_model_file(p.name))
     if not names:
         raise ValueError(f"{root}: no model files to hash")
+    keys = {}
     for name in names:
-        p = root / name
-        st = p.stat()
-        key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        digest = memo.get(key)
-        if digest is None:
-            digest = file_sha256(p)
-            memo[key] = digest
-            changed = True
-        h.update(f"{name}\0{digest}\n".encode())
+        st = (root / name).stat()
+        keys[name] = f"{(root / name).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    missing = [name for name in names if keys[name] not in memo]
+    for name, digest in zip(missing, sha256_files([root / n for n in missing]), strict=True):
+        memo[keys[name]] = digest.hex()  # the shards are digested concurrently
+    changed = bool(missing)
+    h = hashlib.sha256()
+    for name in names:
+        h.update(f"{name}\0{memo[keys[name]]}\n".encode())
     if changed and memo_path is not None:
         atomic_write_json(memo_path, memo, indent=None)
     return h.hexdigest()

@@ -46,6 +46,7 @@ from sn29_growth.eval.loss import ENGINE_VERSION, EngineSettings, summed_losses
 from sn29_growth.eval.results import EvaluationResult, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import ModelLosses, ScoreSettings, score_competition
+from sn29_growth.eval.timing import StageClock, with_worker
 from sn29_growth.eval.tokenizers import (
     PASS_THROUGH,
     TokenizerPolicy,
@@ -125,6 +126,7 @@ class _Evaluator:
         self.engine = engine
         self.losses = LossCache(cache_dir)
         self.tokenizers = Tokenizers(cache_dir / "tokens" if cache_dir is not None else None)
+        self.clock = StageClock()  # the current model's stages
 
     @property
     def hub(self):
@@ -191,7 +193,7 @@ class _Evaluator:
         from sn29_growth.hub.protocol import HubError
 
         try:
-            path = self.fetch(prep)
+            path = self.clock.timed("download", self.fetch, prep)
         except HubError as e:
             return ModelResult(**base, rejection=f"hub: {type(e).__name__}: {e}")
         if prep.network is None:
@@ -208,12 +210,15 @@ class _Evaluator:
     ) -> ModelResult:
         """One model's row, in this process. Whatever its files do, the result is a row, never a raise."""
         stage = "checks"
+        self.clock = StageClock()
         try:
-            gated = self.gate(prep, block, competition)
+            gated = self.clock.timed("checks", self.gate, prep, block, competition)
             if isinstance(gated, ModelResult):
                 return gated
             stage = "evaluation"
-            return self._evaluate(prep, gated, block, competition, policy, samples)
+            row = self.clock.timed("checks", self._evaluate, prep, gated, block, competition, policy, samples)
+            log.info("%s: %s", prep.name, self.clock.times().render())
+            return replace(row, stages=self.clock.times())
         except PASS_THROUGH:
             raise
         except BaseException as e:  # e.g. a tokenizers PanicException (a BaseException) from hostile files
@@ -227,8 +232,15 @@ class _Evaluator:
 
         base = self._base(prep, block)
         try:
-            chosen = self.tokenizers.choose(
-                path, prep.config.get("model_type"), competition, policy, samples, prep.network
+            chosen = self.clock.timed(
+                "tokenize",
+                self.tokenizers.choose,
+                path,
+                prep.config.get("model_type"),
+                competition,
+                policy,
+                samples,
+                prep.network,
             )
         except PASS_THROUGH:
             raise
@@ -251,7 +263,7 @@ class _Evaluator:
                 **base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}"
             )
 
-        content = model_content_hash(path, self.cache_dir)
+        content = self.clock.timed("hash", model_content_hash, path, self.cache_dir)
         base.update(content_hash=content)
         fp = settings_fingerprint(
             {
@@ -270,7 +282,9 @@ class _Evaluator:
 
         try:
             n_params = checks.count_parameters_safe(prep.config) if self.device.startswith("cuda") else None
-            model = load_model(
+            model = self.clock.timed(
+                "load",
+                load_model,
                 path,
                 dtype=self.dtype,
                 attn_implementation="sdpa",
@@ -291,7 +305,9 @@ class _Evaluator:
             else:
                 todo = [i for i, k in enumerate(keys) if k not in cached]
                 try:
-                    run = summed_losses(
+                    run = self.clock.timed(
+                        "eval",
+                        summed_losses,
                         model,
                         [tokens.items[i].ids for i in todo],
                         self.engine or EngineSettings.for_device(self.device),
@@ -326,7 +342,8 @@ def _isolated_row(
     """Gate in this process, then tokenize, load and score in a worker a timeout really kills."""
     from sn29_growth.validator.worker import run_in_worker
 
-    gated = evaluator.gate(prep, block, competition)
+    evaluator.clock = StageClock()
+    gated = evaluator.clock.timed("checks", evaluator.gate, prep, block, competition)
     if isinstance(gated, ModelResult):
         return gated
     request = {**request, "models": [{"key": prep.name, "path": str(gated)}]}
@@ -337,9 +354,11 @@ def _isolated_row(
     row = (result.response or {}).get("models", {}).get(prep.name)
     if not isinstance(row, dict):
         return ModelResult(**base, rejection="evaluation failed: the worker returned no row", failed=True)
+    parsed = ModelResult.from_json(row, name=prep.name, block=block)
     return replace(
-        ModelResult.from_json(row, name=prep.name, block=block),
+        parsed,
         network=prep.network.summary() if prep.network else None,
+        stages=with_worker(evaluator.clock.times(), parsed.stages, result.seconds),
     )
 
 

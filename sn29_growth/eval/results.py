@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sn29_growth.eval.scoring import mean_finite
+from sn29_growth.eval.timing import StageTimes
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ModelResult:
     weight: float = 0.0
     failed: bool = False  # the evaluation itself crashed or timed out: no verdict on the files
     network: str | None = None  # the network-compatibility summary (``sn29 check``)
+    stages: StageTimes | None = None  # seconds per stage (hash, checks, load, eval, ...)
 
     @property
     def n_inf(self) -> int:
@@ -54,6 +56,7 @@ class ModelResult:
             "weight": self.weight,
             "failed": self.failed,
             "network": self.network,
+            "stages": self.stages.to_json() if self.stages else None,
         }
 
     @classmethod
@@ -74,6 +77,7 @@ class ModelResult:
             content_hash=data.get("content_hash"),
             failed=bool(data.get("failed")),
             network=data.get("network"),
+            stages=StageTimes.from_json(data.get("stages")),
         )
 
 

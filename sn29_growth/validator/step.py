@@ -33,6 +33,7 @@ from sn29_growth.eval.scoring import (
     score_competition,
     weights_from_win_rates,
 )
+from sn29_growth.eval.timing import StageClock, pipeline_line
 from sn29_growth.hub.protocol import DiskBudgetExceeded, HubError
 from sn29_growth.hub.store import ModelSnapshots
 from sn29_growth.validator.config import ValidatorConfig
@@ -211,25 +212,29 @@ def _prepare(
     clients: Clients,
     state: ValidatorState,
     content_owner: dict[str, str],
+    clock: StageClock | None = None,
 ) -> Path | None:
     """Download and check one model; returns its local directory or None (with the reason recorded).
 
     A model that already passed every check keeps its verified snapshot: no re-hash, no Hub call.
     """
+    clock = clock or StageClock()
     try:
         committed = not rec.injected and _is_commitment(rec.commitment)
         if rec.content_hash:
             path = _cached_path(rec, clients) if committed else _entry_path(rec, clients)
             if path is not None:
                 return path
-        path = _fetch_committed(rec, comp, clients) if committed else _entry_path(rec, clients)
+        fetch = (_fetch_committed, rec, comp, clients) if committed else (_entry_path, rec, clients)
+        path = clock.timed("download", *fetch)
         if path is None:
             return None
         reason = checks.precheck(_config(path), checks.local_files(path), comp)
         if reason:
             _reject(state, rec, reason)
             return None
-        digest = directory_hash(hashed_files(path))  # read once: salted below, unsalted for copies
+        # read once: salted below, unsalted for copies
+        digest = clock.timed("hash", directory_hash, hashed_files(path))
         if committed:
             mc = ModelCommitment.parse(rec.commitment)
             actual = salted_hash(digest, rec.hotkey)
@@ -344,8 +349,9 @@ def _evaluate_one(
     clients: Clients,
     config: ValidatorConfig,
     seed: int,
-) -> ModelResult | EvaluationFailed:
-    """One model in its own worker process: its row, or why the worker failed (crash, timeout)."""
+) -> tuple[ModelResult, float] | EvaluationFailed:
+    """One model in its own worker process: its row and the worker's wall time, or why the worker failed
+    (crash, timeout)."""
     samples_file, free, fallback, dataset = samples
     request = worker_request(
         comp,
@@ -364,7 +370,7 @@ def _evaluate_one(
     row = (result.response or {}).get("models", {}).get(rec.hotkey)
     if not isinstance(row, dict):
         return EvaluationFailed("the worker returned no result for this model")
-    return ModelResult.from_json(row, name=rec.hotkey, block=rec.block)
+    return ModelResult.from_json(row, name=rec.hotkey, block=rec.block), result.seconds
 
 
 def _score(
@@ -406,8 +412,10 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
     win_rates: dict[str, dict[int, float]] = {}
     for comp in competitions.values():
         ready: list[tuple[ModelRecord, Path]] = []
+        clocks: dict[str, StageClock] = {}
         for rec in _candidates(state, comp, config):
-            path = _prepare(rec, comp, clients, state, content_owner)
+            clock = clocks[rec.hotkey] = StageClock()
+            path = clock.timed("checks", _prepare, rec, comp, clients, state, content_owner, clock)
             if path is not None:
                 ready.append((rec, path))
         if not ready:
@@ -422,6 +430,10 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
         evaluated = []
         for rec, path in ready:
             out = _evaluate_one(rec, path, comp, samples, clients, config, seed)
+            if not isinstance(out, EvaluationFailed):
+                out, worker_s = out
+                times = clocks[rec.hotkey].times()
+                log.info("%s", pipeline_line(rec.label or rec.hotkey, times, out.stages, worker_s))
             rec.last_eval_step = state.step
             if isinstance(out, EvaluationFailed):  # revisited later, not every step
                 rec.status, rec.reason = ModelStatus.FAILED, f"evaluation failed: {out.reason}"
