@@ -231,7 +231,7 @@ def add_training_arguments(
     Names, types and defaults are the same for both tools; only the help of the two flags whose
     default depends on the tool (``--data``, ``--eval-every``: ``None`` in the parser) differs.
     """
-    from sn29_growth.train.config import COMPUTE_DTYPES, SAVE_DTYPES, SCHEDULES
+    from sn29_growth.train.config import COMPILE_MODES, COMPUTE_DTYPES, SAVE_DTYPES, SCHEDULES
 
     if tool not in ("train", "miner"):
         raise ValueError(f"tool must be 'train' or 'miner', got {tool!r}")
@@ -304,6 +304,17 @@ def add_training_arguments(
         "--grad-checkpointing",
         action="store_true",
         help="recompute activations in the backward pass: less memory, more compute (default: off)",
+    )
+    g.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="auto",
+        help="torch.compile each decoder layer; auto = off (no device measured to gain yet)",
+    )
+    g.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="FSDP2 even in one process (the code path of several; always on under torchrun with N > 1)",
     )
     g.add_argument(
         "--dtype",
@@ -406,6 +417,8 @@ def train_config_from_args(
         dtype=args.dtype,
         save_dtype=args.save_dtype,
         grad_checkpointing=args.grad_checkpointing,
+        compile=args.compile,
+        fsdp=args.fsdp,
         seed=seed,
         progress=progress,
     )

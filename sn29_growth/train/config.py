@@ -14,6 +14,7 @@ SCHEDULES = ("cosine", "linear", "constant")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 SAVE_DTYPES = ("source", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 def _positive(name: str, value: float) -> None:
@@ -126,6 +127,8 @@ class TrainConfig:
     dtype: str = "auto"  # compute dtype under autocast; auto = bfloat16 on cuda, float32 on cpu
     save_dtype: str = "source"  # dtype of the final model; source = the dtype MODEL_DIR declares
     grad_checkpointing: bool = False
+    compile: str = "auto"  # torch.compile each decoder layer; auto = off (on no device measured to gain yet)
+    fsdp: bool = False  # FSDP2 even in one process (always on with several): N processes' code path
     seed: int = 0
     progress: bool = True
     attn_implementation: str | None = None
@@ -141,6 +144,10 @@ class TrainConfig:
             raise ValueError(f"dtype: must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
         if self.save_dtype not in SAVE_DTYPES:
             raise ValueError(f"save_dtype: must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile: must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        if not isinstance(self.fsdp, bool):
+            raise ValueError(f"fsdp: must be a bool, got {self.fsdp!r}")
         _int_at_least("seed", self.seed, 0)
         if self.schedule.new_only_steps > self.steps:
             raise ValueError(

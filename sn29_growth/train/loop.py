@@ -64,6 +64,7 @@ from sn29_growth.train.distributed import (
     DistContext,
     all_reduce_sum,
     broadcast_object,
+    decoder_layers,
     init_distributed,
     load_optimizer_state,
     local_shard,
@@ -335,6 +336,18 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
+def compile_enabled(config: TrainConfig, device: torch.device) -> bool:
+    """``compile``: on / off as asked; ``auto`` is off until a GPU measurement shows it pays."""
+    return config.compile == "on"
+
+
+def compile_decoder_layers(model: torch.nn.Module) -> None:
+    """``torch.compile`` each decoder layer in place (one graph per layer shape, reused by all layers);
+    done before FSDP2 wraps the layers and inside activation checkpointing's recomputation."""
+    for layer in decoder_layers(model):
+        layer.compile()
+
+
 def holds_run(out_dir: Path) -> bool:
     return any((out_dir / name).exists() for name in ("checkpoints", LOG_FILE, SUMMARY_FILE))
 
@@ -417,6 +430,8 @@ def build_model_and_optimizer(
     model.config.use_cache = False
     if config.grad_checkpointing:
         enable_activation_checkpointing(model)
+    if compile_enabled(config, ctx.device):
+        compile_decoder_layers(model)
     model.train()
     model = shard_model(model, ctx)
     optimizer = build_optimizer(model, config.optimizer, masks, shard=local_shard)
@@ -439,7 +454,7 @@ def train(
     ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; rank 0 writes the files.
     """
     config = config or TrainConfig()
-    ctx = init_distributed(config.device)
+    ctx = init_distributed(config.device, fsdp=config.fsdp)
     try:
         return _train(Path(model_dir), Path(out_dir), config, data or CorpusTexts("train"), validation, ctx)
     finally:
