@@ -317,6 +317,12 @@ def add_training_arguments(
         help="FSDP2 even in one process (the code path of several; always on under torchrun with N > 1)",
     )
     g.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="FSDP2 only: keep sharded parameters, gradients and optimizer state in CPU memory "
+        "(see docs/memory-plan.md)",
+    )
+    g.add_argument(
         "--dtype",
         choices=COMPUTE_DTYPES,
         default="auto",
@@ -419,6 +425,7 @@ def train_config_from_args(
         grad_checkpointing=args.grad_checkpointing,
         compile=args.compile,
         fsdp=args.fsdp,
+        cpu_offload=args.cpu_offload,
         seed=seed,
         progress=progress,
     )

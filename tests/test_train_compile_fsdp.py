@@ -86,3 +86,14 @@ def test_fsdp_under_torchrun_on_one_gpu_matches_the_plain_run(base, tmp_path):
     assert plain.compute_dtype == "bfloat16"
     losses = [r["loss"] for r in records(out, "train")]
     assert losses == pytest.approx([r["loss"] for r in records(tmp_path / "plain", "train")], abs=2e-3)
+
+
+def test_cpu_offload_needs_fsdp_and_keeps_the_losses(base, tmp_path):
+    config = small_config(steps=3)
+    with pytest.raises(ValueError, match="cpu_offload: needs FSDP2"):
+        train(base, tmp_path / "refused", TrainConfig(**{**config.__dict__, "cpu_offload": True}))
+    plain = train(base, tmp_path / "plain", config)
+    offload = train(
+        base, tmp_path / "offload", TrainConfig(**{**config.__dict__, "fsdp": True, "cpu_offload": True})
+    )
+    assert offload.final_train_loss == pytest.approx(plain.final_train_loss, abs=LOSS_TOL)

@@ -248,3 +248,16 @@ def test_state_dict_format_is_unchanged_and_resumes():
             opt.step()
     for a, b in zip(params, new_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_foreach_batches_are_capped(monkeypatch):
+    """Batches split at MAX_BATCH_ELEMENTS (bounded temporaries) compute the same steps."""
+    import sn29_growth.train.optim as optim
+
+    *_, whole = _train(MaskedAdamW, foreach=True)
+    monkeypatch.setattr(optim, "MAX_BATCH_ELEMENTS", 50)
+    params, _, opt, split = _train(MaskedAdamW, foreach=True)
+    assert len(opt._batches(opt.param_groups[0])) > 2  # 8x5 | 3x8 | 8x8 | 4x8: no two fit in 50
+    for a, b in zip(whole, split, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert torch.equal(x, y)

@@ -129,6 +129,7 @@ class TrainConfig:
     grad_checkpointing: bool = False
     compile: str = "auto"  # torch.compile each decoder layer; auto = off (on no device measured to gain yet)
     fsdp: bool = False  # FSDP2 even in one process (always on with several): N processes' code path
+    cpu_offload: bool = False  # FSDP2 only: sharded parameters, gradients and optimizer state in CPU memory
     seed: int = 0
     progress: bool = True
     attn_implementation: str | None = None
@@ -146,8 +147,9 @@ class TrainConfig:
             raise ValueError(f"save_dtype: must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile: must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
-        if not isinstance(self.fsdp, bool):
-            raise ValueError(f"fsdp: must be a bool, got {self.fsdp!r}")
+        for name in ("fsdp", "cpu_offload"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be a bool, got {getattr(self, name)!r}")
         _int_at_least("seed", self.seed, 0)
         if self.schedule.new_only_steps > self.steps:
             raise ValueError(

@@ -93,21 +93,26 @@ def shutdown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def shard_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+def shard_model(model: torch.nn.Module, ctx: DistContext, cpu_offload: bool = False) -> torch.nn.Module:
     """FSDP2: ``fully_shard`` each decoder layer, then the root (which holds embeddings, norm, head).
 
-    Single process: the model is only moved to the device. Parameters on the CPU are moved to the
-    mesh's device by ``fully_shard``.
+    Single process without a process group: the model is only moved to the device. Parameters on the
+    CPU are moved to the mesh's device by ``fully_shard``. ``cpu_offload``: the sharded parameters,
+    their gradients (and so the optimizer state and step) stay in CPU memory; each layer's parameters
+    are copied to the device for its forward and backward (FSDP2 ``CPUOffloadPolicy``).
     """
     if not ctx.distributed:
+        if cpu_offload:
+            raise ValueError("cpu_offload: needs FSDP2 (torchrun with several processes, or --fsdp)")
         return model.to(ctx.device)
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
     mesh = init_device_mesh(ctx.device.type, (ctx.world_size,), mesh_dim_names=("fsdp",))
+    offload = CPUOffloadPolicy(pin_memory=ctx.device.type == "cuda") if cpu_offload else OffloadPolicy()
     for layer in decoder_layers(model):
-        fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+        fully_shard(layer, mesh=mesh, offload_policy=offload)
+    fully_shard(model, mesh=mesh, offload_policy=offload)
     return model
 
 

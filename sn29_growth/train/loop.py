@@ -433,7 +433,7 @@ def build_model_and_optimizer(
     if compile_enabled(config, ctx.device):
         compile_decoder_layers(model)
     model.train()
-    model = shard_model(model, ctx)
+    model = shard_model(model, ctx, cpu_offload=config.cpu_offload)
     optimizer = build_optimizer(model, config.optimizer, masks, shard=local_shard)
     return model, optimizer, parameters, new_elements
 

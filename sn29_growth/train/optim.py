@@ -47,6 +47,11 @@ def state_dtype(param: torch.Tensor) -> torch.dtype:
     return param.dtype if param.dtype == torch.float64 else torch.float32
 
 
+MAX_BATCH_ELEMENTS = 2**27
+"""Elements per foreach batch: bounds the step's temporaries (up to five float32 lists, each at most
+512 MiB) for models whose parameters would not fit twice; launches stay few (a batch spans many layers)."""
+
+
 class MaskedAdamW(torch.optim.Optimizer):
     """AdamW (decoupled weight decay, bias-corrected moments) with group keys ``lr`` and ``new_lr``.
 
@@ -115,8 +120,10 @@ class MaskedAdamW(torch.optim.Optimizer):
 
     def _batches(self, group: dict) -> list[_Batch]:
         """The parameters of ``group`` that have a gradient, counted one step further and batched by
-        (device, dtype, masked, step count); one parameter per batch without ``foreach``."""
-        batches: dict[tuple, _Batch] = {}
+        (device, dtype, masked, step count), at most :data:`MAX_BATCH_ELEMENTS` elements each (a larger
+        parameter alone); one parameter per batch without ``foreach``."""
+        batches: list[_Batch] = []
+        filling: dict[tuple, _Batch] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -125,11 +132,13 @@ class MaskedAdamW(torch.optim.Optimizer):
             x = _local(p)
             mask = self.masks.get(p)
             key = (x.device, x.dtype, mask is not None, float(state["step"]))
-            if not (self.foreach if self.foreach is not None else x.device.type == "cuda"):
-                key = (*key, len(batches))
-            batch = batches.setdefault(key, _Batch(step=key[3]))
+            foreach = self.foreach if self.foreach is not None else x.device.type == "cuda"
+            batch = filling.get(key)
+            if batch is None or not foreach or batch.numel + x.numel() > MAX_BATCH_ELEMENTS:
+                batch = filling[key] = _Batch(step=key[3])
+                batches.append(batch)
             batch.add(x, _local(p.grad), _local(state["exp_avg"]), _local(state["exp_avg_sq"]), mask)
-        return list(batches.values())
+        return batches
 
     @staticmethod
     def _update(b: _Batch, group: dict) -> None:
@@ -178,8 +187,10 @@ class _Batch:
     exp_avg: list[torch.Tensor] = field(default_factory=list)
     exp_avg_sq: list[torch.Tensor] = field(default_factory=list)
     masks: list[torch.Tensor | None] = field(default_factory=list)
+    numel: int = 0
 
     def add(self, x, g, m, v, mask) -> None:
+        self.numel += x.numel()
         self.params.append(x)
         self.grads.append(g)
         self.exp_avg.append(m)
