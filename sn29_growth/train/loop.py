@@ -4,7 +4,11 @@ One code path for one process and for ``torchrun`` (FSDP2, see :mod:`sn29_growth
 load the model (fp32 master weights), mark the new elements of a grown model, wrap, then for each step
 take the next global batch of packed windows, run this rank's share as ``grad_accum`` micro-batches
 (bf16 autocast on CUDA), clip, step :class:`~sn29_growth.train.optim.MaskedAdamW` at the scheduled
-learning rates, log; validate on the held-out texts and checkpoint periodically. Outputs in ``OUT_DIR``:
+learning rates, log; validate on the held-out texts and checkpoint periodically. The loop itself
+(:func:`_train`) reads as those stages: it drives a :class:`TrainingRun`, which holds the model, the
+optimizer, the data stream and where the run stands. Options that change how a step runs but not what it
+computes: activation checkpointing, ``torch.compile`` of the decoder layers, FSDP2 in one process, CPU
+offload (see ``docs/memory-plan.md``). Outputs in ``OUT_DIR``:
 the final model (config + safetensors + the tokenizer of ``MODEL_DIR``), ``train_log.jsonl``,
 ``loss_curve.png``, ``summary.json`` and ``checkpoints/``.
 
