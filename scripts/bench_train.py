@@ -1,4 +1,5 @@
-"""Training throughput of ``sn29_growth.train``: tokens/s with and without activation checkpointing.
+"""Training throughput of ``sn29_growth.train``: tokens/s with and without activation checkpointing, and
+MaskedAdamW's step time with foreach kernels against one parameter at a time.
 
     .venv/bin/python scripts/bench_train.py                       # CPU, a small Llama
     .venv/bin/python scripts/bench_train.py --device cuda --hidden 1024 --layers 8 --vocab 32000 \\
@@ -9,6 +10,12 @@ embedded corpus; throughput is predicted tokens per second of step time over the
 ``--skip`` (which include one-off allocation and kernel selection). MFU = 6 · N · tokens/s / peak FLOP/s
 with N the parameters that take part in matmuls (all but the input embedding, unless it is tied to
 the head); attention's own FLOPs are not counted.
+
+The optimizer rows time ``MaskedAdamW.step()`` alone on the same model's parameters (random gradients,
+``--optim-steps`` steps after one warm-up step): ``foreach=True`` against ``foreach=False`` (the same
+kernels launched per parameter, as the optimizer did before), plain and with masks on every matrix (a
+grown model with new slices everywhere). The GPU sections (1B shape, MFU, compile, FSDP2) are in
+``scripts/bench_gpu_train.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -57,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s of the device, for MFU")
     p.add_argument("--variants", default="plain,checkpointing", help="comma list of: plain, checkpointing")
+    p.add_argument("--optim-steps", type=int, default=10, help="optimizer steps timed per variant, 0 = none")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.vocab < VOCAB_SIZE:
@@ -105,6 +114,50 @@ def run_variant(model_dir: Path, out_dir: Path, args, checkpointing: bool) -> di
     }
 
 
+def optimizer_step_time(model: torch.nn.Module, *, foreach: bool, masked: bool, steps: int) -> float:
+    """Mean seconds of one ``MaskedAdamW.step()`` over ``model``'s parameters (random gradients)."""
+    from sn29_growth.train.config import OptimizerConfig as Opt
+    from sn29_growth.train.optim import build_optimizer
+    from sn29_growth.train.schedule import LearningRates
+
+    gen = torch.Generator().manual_seed(0)
+    masks = {}
+    if masked:  # the second half of every matrix's rows is new
+        for name, p in model.named_parameters():
+            if p.ndim == 2:
+                mask = torch.zeros(p.shape, dtype=torch.bool)
+                mask[p.shape[0] // 2 :] = True
+                masks[name] = mask
+    optimizer = build_optimizer(model, Opt(), masks, foreach=foreach)
+    optimizer.set_learning_rates(LearningRates(1e-4, 1e-3))
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=gen).to(p.device) * 1e-3
+    sync = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
+    optimizer.step()  # warm-up: allocator, kernel selection
+    sync()
+    started = time.perf_counter()
+    for _ in range(steps):
+        optimizer.step()
+    sync()
+    return (time.perf_counter() - started) / steps
+
+
+def optimizer_rows(model: torch.nn.Module, steps: int) -> list[dict]:
+    rows = []
+    for masked in (False, True):
+        loop = optimizer_step_time(model, foreach=False, masked=masked, steps=steps)
+        fused = optimizer_step_time(model, foreach=True, masked=masked, steps=steps)
+        rows.append(
+            {
+                "variant": "masked" if masked else "plain",
+                "per_parameter_step_s": loop,
+                "foreach_step_s": fused,
+                "speedup": loop / fused,
+            }
+        )
+    return rows
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from transformers.utils import logging as hf_logging
@@ -127,12 +180,14 @@ def main(argv=None) -> int:
     )
     n_params = sum(p.numel() for p in model.parameters())
     n_matmul = matmul_parameters(model)
+    optim_rows = optimizer_rows(model.to(args.device), args.optim_steps) if args.optim_steps else []
+    model.to("cpu").zero_grad(set_to_none=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         model_dir = Path(tmp) / "model"
         save_model(model, model_dir, tokenizer=embedded_tokenizer())
         del model
-        for variant in args.variants.split(","):
+        for variant in filter(None, args.variants.split(",")):
             rows.append(run_variant(model_dir, Path(tmp) / variant, args, variant == "checkpointing"))
     for row in rows:
         flops = 6 * n_matmul * row["tokens_per_s"]
@@ -161,6 +216,7 @@ def main(argv=None) -> int:
         ),  # fmt: skip
         "rows": rows,
         "checkpointing_over_plain": ratio,
+        "optimizer": optim_rows,
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -179,6 +235,11 @@ def main(argv=None) -> int:
         )
     if ratio is not None:
         print(f"checkpointing / plain throughput: {ratio:.3f}")
+    for r in optim_rows:
+        print(
+            f"MaskedAdamW step ({r['variant']}): per-parameter {1000 * r['per_parameter_step_s']:.1f} ms, "
+            f"foreach {1000 * r['foreach_step_s']:.1f} ms, speedup {r['speedup']:.2f}x"
+        )
     return 0
 
 

@@ -5,8 +5,9 @@
   gets ``did you mean --xyz?`` (Python 3.11's argparse has no ``suggest_on_error``).
 - :func:`add_deprecated_alias`: an old flag name that still works, hidden from ``--help``, with a warning
   printed once per parse.
+- :func:`add_setting`: the flag of one config dataclass field, its default and help read from the field.
 - :func:`add_training_arguments` / :func:`train_config_from_args`: the training flags of ``sn29 train``
-  and of the miner, from one place, so that the two cannot drift apart.
+  and of the miner, from one place (the fields of ``TrainConfig``), so that the two cannot drift apart.
 - :func:`looks_like_local_path` / :func:`check_model_argument`: a model argument that is meant as a folder
   but does not exist is named as such, not sent to the Hub as a repository id.
 """
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import os
 import re
@@ -220,7 +222,46 @@ def parse_bytes(text: str) -> int:
 
 # ------------------------------------------------------------------------------------------- training
 
+
+def field_default(config: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``config``."""
+    spec = {f.name: f for f in dataclasses.fields(config)}[name]
+    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
+
+
 TRAINING_GROUP = "training (the same flags in `sn29 train` and neurons/miner.py)"
+
+
+def add_setting(
+    group: argparse._ActionsContainer, config: type, name: str, *flags: str, **overrides: Any
+) -> argparse.Action:
+    """Add the flag of field ``name`` of the dataclass ``config`` (declared with
+    :func:`sn29_growth.fields.setting`): default, help, metavar and choices come from the field; a bool
+    field that defaults to False becomes a switch. ``overrides`` are passed to ``add_argument`` as they are
+    (``help_suffix`` is appended to the field's help)."""
+    import typing
+
+    spec = {f.name: f for f in dataclasses.fields(config)}.get(name)
+    if spec is None:
+        raise ValueError(f"{config.__name__} has no field {name!r}")
+    kwargs: dict[str, Any] = {"default": spec.default, "help": spec.metadata.get("help") or None}
+    if spec.metadata.get("choices"):
+        kwargs["choices"] = spec.metadata["choices"]
+    if spec.metadata.get("metavar"):
+        kwargs["metavar"] = spec.metadata["metavar"]
+    kind = typing.get_type_hints(config)[name]
+    kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # X | None -> X
+    if kind is bool:
+        if spec.default is not False:
+            raise ValueError(f"{config.__name__}.{name}: a switch must default to False")
+        kwargs["action"] = "store_true"
+    elif kind in (int, float) and "choices" not in kwargs:
+        kwargs["type"] = kind
+    suffix = overrides.pop("help_suffix", "")
+    kwargs.update(overrides)
+    if suffix:
+        kwargs["help"] = (kwargs["help"] or "") + suffix
+    return group.add_argument(*(flags or (f"--{name.replace('_', '-')}",)), **kwargs)
 
 
 def add_training_arguments(
@@ -228,95 +269,34 @@ def add_training_arguments(
 ) -> argparse._ArgumentGroup:
     """Add the training flags to ``parser`` (``tool``: ``train`` for ``sn29 train``, ``miner``).
 
-    Names, types and defaults are the same for both tools; only the help of the two flags whose
-    default depends on the tool (``--data``, ``--eval-every``: ``None`` in the parser) differs.
+    Names, types, defaults and help come from the fields of :class:`~sn29_growth.train.TrainConfig` and
+    its parts, the same for both tools; only the flags whose default depends on the tool (``--data``,
+    ``--eval-every``: ``None`` in the parser) differ in their help.
     """
-    from sn29_growth.train.config import COMPUTE_DTYPES, SAVE_DTYPES, SCHEDULES
+    from sn29_growth.train.config import (
+        BatchConfig,
+        CheckpointConfig,
+        OptimizerConfig,
+        ScheduleConfig,
+        TrainConfig,
+    )
 
     if tool not in ("train", "miner"):
         raise ValueError(f"tool must be 'train' or 'miner', got {tool!r}")
     miner = tool == "miner"
     g = parser.add_argument_group(TRAINING_GROUP)
-    g.add_argument(
-        "--steps",
-        type=int,
-        default=100,
-        metavar="STEPS",
-        help="optimizer steps" + (" (0 = no training)" if miner else ""),
-    )
-    g.add_argument(
-        "--lr",
-        "--learning-rate",
-        dest="lr",
-        type=float,
-        default=3e-4,
-        metavar="LR",
-        help="peak learning rate",
-    )
-    g.add_argument(
-        "--weight-decay",
-        type=float,
-        default=0.1,
-        metavar="WD",
-        help="AdamW weight decay of matrices (not norms, biases)",
-    )
-    g.add_argument(
-        "--grad-clip",
-        type=float,
-        default=1.0,
-        metavar="NORM",
-        help="max global gradient norm, 0 = no clipping",
-    )
-    g.add_argument(
-        "--schedule", choices=SCHEDULES, default="cosine", help="learning-rate decay after the warm-up"
-    )
-    g.add_argument(
-        "--warmup", type=int, default=10, metavar="STEPS", help="linear learning-rate warm-up, in steps"
-    )
-    g.add_argument(
-        "--min-lr-ratio",
-        type=float,
-        default=0.1,
-        metavar="R",
-        help="final learning rate / peak learning rate",
-    )
-    g.add_argument(
-        "--new-lr-warmup",
-        type=int,
-        default=0,
-        metavar="STEPS",
-        help="extra learning-rate warm-up, in steps, of the parameter slices a growth added "
-        "(listed in growth_recipe.json)",
-    )
-    g.add_argument(
-        "--new-only-steps",
-        type=int,
-        default=0,
-        metavar="STEPS",
-        help="train only the new parameter slices for this many first steps (old weights stay bit-identical)",
-    )
-    g.add_argument(
-        "--batch-size", type=int, default=8, metavar="SEQS", help="sequences per micro-batch per process"
-    )
-    g.add_argument("--seq-len", type=int, default=256, metavar="TOKENS", help="tokens predicted per sequence")
-    g.add_argument("--grad-accum", type=int, default=1, metavar="N", help="micro-batches per optimizer step")
-    g.add_argument(
-        "--grad-checkpointing",
-        action="store_true",
-        help="recompute activations in the backward pass: less memory, more compute (default: off)",
-    )
-    g.add_argument(
-        "--dtype",
-        choices=COMPUTE_DTYPES,
-        default="auto",
-        help="compute dtype (autocast); auto = bfloat16 on cuda, float32 on cpu",
-    )
-    g.add_argument(
-        "--save-dtype",
-        choices=SAVE_DTYPES,
-        default="source",
-        help="dtype of the saved model; source = the dtype the input checkpoint declares",
-    )
+    add_setting(g, TrainConfig, "steps", help_suffix=" (0 = no training)" if miner else "")
+    add_setting(g, OptimizerConfig, "lr", "--lr", "--learning-rate")
+    add_setting(g, OptimizerConfig, "weight_decay")
+    add_setting(g, OptimizerConfig, "grad_clip")
+    add_setting(g, ScheduleConfig, "kind", "--schedule")
+    add_setting(g, ScheduleConfig, "warmup_steps", "--warmup")
+    for name in ("min_lr_ratio", "new_lr_warmup", "new_only_steps"):
+        add_setting(g, ScheduleConfig, name)
+    for name in ("batch_size", "seq_len", "grad_accum"):
+        add_setting(g, BatchConfig, name)
+    for name in ("grad_checkpointing", "compile", "fsdp", "cpu_offload", "dtype", "save_dtype"):
+        add_setting(g, TrainConfig, name)
     if miner:
         data_help = (
             "training texts: local (the embedded corpus's train part), fineweb (FineWeb-edu samples) or a "
@@ -329,34 +309,19 @@ def add_training_arguments(
         data_help = (
             "training texts: local (the embedded corpus's train part) or a .txt/.jsonl file (default: local)"
         )
-        eval_help = (
-            "held-out validation every STEPS steps (and at the start and the end), 0 = never (default: 50)"
-        )
+        eval_help = None  # the field's help, with the field's default
     g.add_argument(
         "--data", default=None, metavar="local|fineweb|FILE" if miner else "local|FILE", help=data_help
     )
-    g.add_argument("--eval-every", type=int, default=None, metavar="STEPS", help=eval_help)
-    g.add_argument(
-        "--eval-windows",
-        type=int,
-        default=64,
-        metavar="N",
-        help="held-out windows of --seq-len tokens per validation, 0 = all",
-    )
-    g.add_argument(
-        "--save-every", type=int, default=100, metavar="STEPS", help="checkpoint every STEPS steps, 0 = never"
-    )
-    g.add_argument(
-        "--keep-checkpoints",
-        type=int,
-        default=2,
-        metavar="N",
-        help="complete checkpoints kept (older are deleted)",
-    )
+    eval_every = add_setting(g, TrainConfig, "eval_every", default=None)
+    if eval_help is None:
+        eval_every.help += f" (default: {field_default(TrainConfig, 'eval_every')})"
+    else:
+        eval_every.help = eval_help
+    add_setting(g, BatchConfig, "eval_windows")
+    add_setting(g, CheckpointConfig, "save_every")
+    add_setting(g, CheckpointConfig, "keep", "--keep-checkpoints")
     return g
-
-
-DEFAULT_EVAL_EVERY = 50  # sn29 train's --eval-every when none is given
 
 
 def train_config_from_args(
@@ -406,6 +371,9 @@ def train_config_from_args(
         dtype=args.dtype,
         save_dtype=args.save_dtype,
         grad_checkpointing=args.grad_checkpointing,
+        compile=args.compile,
+        fsdp=args.fsdp,
+        cpu_offload=args.cpu_offload,
         seed=seed,
         progress=progress,
     )

@@ -10,11 +10,11 @@ import json
 import logging
 import os
 
-from sn29_growth.cliutil import DEFAULT_EVAL_EVERY, add_training_arguments, train_config_from_args
+from sn29_growth.cliutil import add_setting, add_training_arguments, train_config_from_args
 
 
 def register(sub) -> None:
-    from sn29_growth.train.config import DEVICES
+    from sn29_growth.train.config import CheckpointConfig, TrainConfig
 
     p = sub.add_parser(
         "train",
@@ -29,22 +29,16 @@ def register(sub) -> None:
     p.add_argument("out_dir", help="output directory (the final model, logs, checkpoints)")
     add_training_arguments(p, tool="train")
     r = p.add_argument_group("this run (sn29 train only)")
-    r.add_argument(
-        "--stop-after",
-        type=int,
-        default=None,
-        metavar="STEPS",
-        help="stop with a checkpoint after this many steps; continue later with --resume",
-    )
-    r.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT_DIR")
+    add_setting(r, TrainConfig, "stop_after")
+    add_setting(r, CheckpointConfig, "resume")
     r.add_argument(
         "--val-data",
         default=None,
         metavar="FILE",
         help="validation .txt/.jsonl (default: the embedded corpus's held-out part)",
     )
-    r.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda when available")
-    r.add_argument("--seed", type=int, default=0, help="random seed (data order, torch RNG)")
+    add_setting(r, TrainConfig, "device")
+    add_setting(r, TrainConfig, "seed")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -53,9 +47,12 @@ def register(sub) -> None:
 def config_from_args(args):
     """The TrainConfig of ``sn29 train``'s flags (the training flags are mapped by the same function as the
     miner's: :func:`sn29_growth.cliutil.train_config_from_args`)."""
+    from sn29_growth.cliutil import field_default
+    from sn29_growth.train.config import TrainConfig
+
     return train_config_from_args(
         args,
-        eval_every=DEFAULT_EVAL_EVERY,
+        eval_every=field_default(TrainConfig, "eval_every"),
         device=args.device,
         resume=args.resume,
         seed=args.seed,

@@ -17,6 +17,7 @@ from pathlib import Path
 from sn29_growth.cliutil import (
     ArgumentParser,
     add_deprecated_alias,
+    add_setting,
     add_training_arguments,
     check_model_argument,
 )
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--wallet.path", dest="wallet_path", default="~/.bittensor/wallets", help="wallets folder"
     )
     model = p.add_argument_group("model")
-    model.add_argument("--competition", default="c00", help="competition id")
+    add_setting(model, MinerConfig, "competition")
     model.add_argument(
         "--competitions",
         default=None,
@@ -64,16 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORG/NAME[@REV]|DIR",
         help="model to grow (default: the competition's current best on chain)",
     )
-    model.add_argument(
-        "--grow",
-        default="auto",
-        metavar="auto|none|RECIPE",
-        help="auto: the planner's shape within the limits (see `sn29 plan SRC --competition`); none: no "
-        "growth; or a recipe file",
-    )
-    model.add_argument(
-        "--grow-seed", type=int, default=0, metavar="SEED", help="seed of the growth's new weights"
-    )
+    add_setting(model, MinerConfig, "grow")
+    add_setting(model, MinerConfig, "grow_seed")
     model.add_argument(
         "--model-dir",
         type=Path,
@@ -82,20 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="downloads, runs and the miner state",
     )
     tr = add_training_arguments(p, tool="miner")
-    tr.add_argument(
-        "--train-procs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="processes (GPUs) for training: >1 runs torchrun with FSDP2 (miner only)",
-    )
-    tr.add_argument(
-        "--train-samples",
-        type=int,
-        default=2000,
-        metavar="TEXTS",
-        help="FineWeb-edu texts per epoch with --data fineweb (miner only)",
-    )
+    add_setting(tr, MinerConfig, "train_procs")
+    add_setting(tr, MinerConfig, "train_samples")
     for old, new in DEPRECATED_FLAGS.items():
         add_deprecated_alias(p, old, new)
     ev = p.add_argument_group("would it win (the validator's evaluation and scoring)")
@@ -106,23 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="fineweb|local|PATH",
         help="evaluation samples (default: fineweb; offline: local)",
     )
-    ev.add_argument(
-        "--samples",
-        type=int,
-        default=None,
-        metavar="N",
-        help="samples evaluated (default: the competition's)",
-    )
-    ev.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        metavar="SEED",
-        help="sample seed (evaluation, and FineWeb training texts)",
-    )
-    ev.add_argument(
-        "--min-win-rate", type=float, default=0.5, metavar="RATE", help="win rate needed to upload, 0..1"
-    )
+    add_setting(ev, MinerConfig, "samples")
+    add_setting(ev, MinerConfig, "seed")
+    add_setting(ev, MinerConfig, "min_win_rate")
     up = p.add_argument_group("upload")
     up.add_argument("--force-upload", action="store_true", help="upload and commit even if it would not win")
     up.add_argument("--no-upload", action="store_true", help="stop after the verdict (dry run)")

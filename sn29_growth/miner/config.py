@@ -1,11 +1,12 @@
-"""Miner settings: one frozen dataclass, validated where it is built."""
+"""Miner settings: one frozen dataclass, validated where it is built; its fields carry the help of the
+miner's flags (``neurons/miner.py`` builds them with :func:`sn29_growth.cliutil.add_setting`)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from sn29_growth.fields import fraction, int_at_least, one_of, setting
 from sn29_growth.hub.protocol import validate_repo_id
 from sn29_growth.train.config import TrainConfig
 
@@ -29,20 +30,29 @@ class MinerConfig:
     """
 
     work_dir: Path
-    competition: str = "c00"
+    competition: str = setting("c00", "competition id")
     hf_repo: str
     base: str | None = None
-    grow: str = "auto"
-    grow_seed: int = 0
-    train: TrainConfig | None = field(default_factory=TrainConfig)
+    grow: str = setting(
+        "auto",
+        "auto: the planner's shape within the limits (see `sn29 plan SRC --competition`); none: no growth; or "
+        "a recipe file",
+        metavar="auto|none|RECIPE",
+    )
+    grow_seed: int = setting(0, "seed of the growth's new weights", metavar="SEED")
+    train: TrainConfig | None = setting(default_factory=TrainConfig)
     train_data: str = "local"
-    train_samples: int = 2000  # texts per epoch when train_data is fineweb
-    train_procs: int = 1
+    train_samples: int = setting(  # texts per epoch when train_data is fineweb
+        2000, "FineWeb-edu texts per epoch with --data fineweb (miner only)", metavar="TEXTS"
+    )
+    train_procs: int = setting(
+        1, "processes (GPUs) for training: >1 runs torchrun with FSDP2 (miner only)", metavar="N"
+    )
     dataset: str = "fineweb"
-    samples: int | None = None
-    seed: int = 0
+    samples: int | None = setting(None, "samples evaluated (default: the competition's)", metavar="N")
+    seed: int = setting(0, "sample seed (evaluation, and FineWeb training texts)", metavar="SEED")
     device: str = "cpu"
-    min_win_rate: float = 0.5
+    min_win_rate: float = setting(0.5, "win rate needed to upload, 0..1", metavar="RATE")
     upload: str = "if-wins"
 
     def __post_init__(self) -> None:
@@ -55,28 +65,20 @@ class MinerConfig:
             raise ValueError(f"hf_repo: {e}") from None
         if not self.grow:
             raise ValueError("grow must be 'auto', 'none' or the path of a growth recipe")
-        if self.grow_seed < 0:
-            raise ValueError(f"grow_seed must be >= 0, got {self.grow_seed}")
+        int_at_least("grow_seed", self.grow_seed, 0)
         if self.train is not None and not isinstance(self.train, TrainConfig):
             raise ValueError("train must be a TrainConfig or None")
         if not self.train_data:
             raise ValueError("train_data must be 'local', 'fineweb' or a file")
-        if self.train_samples < 1:
-            raise ValueError(f"train_samples must be >= 1, got {self.train_samples}")
-        if self.train_procs < 1:
-            raise ValueError(f"train_procs must be >= 1, got {self.train_procs}")
-        if self.samples is not None and self.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        int_at_least("train_samples", self.train_samples, 1)
+        int_at_least("train_procs", self.train_procs, 1)
+        if self.samples is not None:
+            int_at_least("samples", self.samples, 1)
+        int_at_least("seed", self.seed, 0)
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
-        if not (isinstance(self.min_win_rate, int | float) and math.isfinite(self.min_win_rate)):
-            raise ValueError(f"min_win_rate must be a number in [0, 1], got {self.min_win_rate!r}")
-        if not 0.0 <= self.min_win_rate <= 1.0:
-            raise ValueError(f"min_win_rate must be in [0, 1], got {self.min_win_rate}")
-        if self.upload not in UPLOAD_POLICIES:
-            raise ValueError(f"upload must be one of {', '.join(UPLOAD_POLICIES)}, got {self.upload!r}")
+        fraction("min_win_rate", self.min_win_rate)
+        one_of("upload", self.upload, UPLOAD_POLICIES)
 
     @property
     def runs_dir(self) -> Path:

@@ -215,6 +215,7 @@ def train_args(config: TrainConfig) -> list[str]:
         "--keep-checkpoints": c.keep,
         "--dtype": config.dtype,
         "--save-dtype": config.save_dtype,
+        "--compile": config.compile,
         "--device": config.device,
         "--seed": config.seed,
     }
@@ -222,8 +223,12 @@ def train_args(config: TrainConfig) -> list[str]:
     args += ["--resume", "--no-progress", "--json"]
     if config.stop_after:
         args += ["--stop-after", str(config.stop_after)]
-    if config.grad_checkpointing:
-        args.append("--grad-checkpointing")
+    switches = {
+        "--grad-checkpointing": config.grad_checkpointing,
+        "--fsdp": config.fsdp,
+        "--cpu-offload": config.cpu_offload,
+    }
+    args += [flag for flag, on in switches.items() if on]
     return args
 
 

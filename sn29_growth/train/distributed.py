@@ -1,7 +1,8 @@
 """Everything multi-process, kept out of the model and the loop: process group, FSDP2, full state dicts.
 
-A run is distributed when ``WORLD_SIZE`` > 1 (as ``torchrun`` sets it): the process group is initialised
-with NCCL on CUDA and gloo on the CPU, each decoder layer and then the whole model are wrapped with
+A run is distributed when ``WORLD_SIZE`` > 1 (as ``torchrun`` sets it) or when FSDP2 is asked for in one
+process (``TrainConfig.fsdp``, the same code path as N processes): the process group is initialised
+with NCCL on CUDA and gloo on the CPU (one process outside torchrun gets an in-memory store), each decoder layer and then the whole model are wrapped with
 FSDP2 ``fully_shard`` (parameters, gradients and optimizer state sharded along dim 0), and checkpoints are
 gathered into full state dicts on rank 0. In a single process every function here is a plain no-op or
 its obvious local equivalent, so the loop has one code path.
@@ -38,7 +39,8 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """A process group is up (FSDP2, collectives), even one of a single process."""
+        return self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -56,19 +58,31 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def init_distributed(device_preference: str = "auto") -> DistContext:
-    """Read torchrun's environment; initialise the process group when ``WORLD_SIZE`` > 1."""
+def backend_for(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_distributed(device_preference: str = "auto", fsdp: bool = False) -> DistContext:
+    """Read torchrun's environment; initialise the process group when ``WORLD_SIZE`` > 1 or ``fsdp``.
+
+    ``fsdp`` in one process: under torchrun (``MASTER_ADDR`` set) the usual ``env://`` rendezvous,
+    otherwise an in-memory store for a group of one."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
-    if world_size <= 1:
+    if world_size <= 1 and not fsdp:
         return DistContext(device=device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    backend = backend_for(device)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        device_id = device if device.type == "cuda" else None
+        if world_size <= 1 and "MASTER_ADDR" not in os.environ:
+            store = dist.HashStore()
+            dist.init_process_group(backend=backend, store=store, rank=0, world_size=1, device_id=device_id)
+        else:
+            dist.init_process_group(backend=backend, device_id=device_id)
     ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device, backend, owns)
     log.info("process group: rank %d of %d (%s on %s)", ctx.rank, ctx.world_size, backend, device)
     return ctx
@@ -79,21 +93,26 @@ def shutdown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def shard_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+def shard_model(model: torch.nn.Module, ctx: DistContext, cpu_offload: bool = False) -> torch.nn.Module:
     """FSDP2: ``fully_shard`` each decoder layer, then the root (which holds embeddings, norm, head).
 
-    Single process: the model is only moved to the device. Parameters on the CPU are moved to the
-    mesh's device by ``fully_shard``.
+    Single process without a process group: the model is only moved to the device. Parameters on the
+    CPU are moved to the mesh's device by ``fully_shard``. ``cpu_offload``: the sharded parameters,
+    their gradients (and so the optimizer state and step) stay in CPU memory; each layer's parameters
+    are copied to the device for its forward and backward (FSDP2 ``CPUOffloadPolicy``).
     """
     if not ctx.distributed:
+        if cpu_offload:
+            raise ValueError("cpu_offload: needs FSDP2 (torchrun with several processes, or --fsdp)")
         return model.to(ctx.device)
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
-    mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
+    mesh = init_device_mesh(ctx.device.type, (ctx.world_size,), mesh_dim_names=("fsdp",))
+    offload = CPUOffloadPolicy(pin_memory=ctx.device.type == "cuda") if cpu_offload else OffloadPolicy()
     for layer in decoder_layers(model):
-        fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+        fully_shard(layer, mesh=mesh, offload_policy=offload)
+    fully_shard(model, mesh=mesh, offload_policy=offload)
     return model
 
 

@@ -4,7 +4,11 @@ One code path for one process and for ``torchrun`` (FSDP2, see :mod:`sn29_growth
 load the model (fp32 master weights), mark the new elements of a grown model, wrap, then for each step
 take the next global batch of packed windows, run this rank's share as ``grad_accum`` micro-batches
 (bf16 autocast on CUDA), clip, step :class:`~sn29_growth.train.optim.MaskedAdamW` at the scheduled
-learning rates, log; validate on the held-out texts and checkpoint periodically. Outputs in ``OUT_DIR``:
+learning rates, log; validate on the held-out texts and checkpoint periodically. The loop itself
+(:func:`_train`) reads as those stages: it drives a :class:`TrainingRun`, which holds the model, the
+optimizer, the data stream and where the run stands. Options that change how a step runs but not what it
+computes: activation checkpointing, ``torch.compile`` of the decoder layers, FSDP2 in one process, CPU
+offload (see ``docs/memory-plan.md``). Outputs in ``OUT_DIR``:
 the final model (config + safetensors + the tokenizer of ``MODEL_DIR``), ``train_log.jsonl``,
 ``loss_curve.png``, ``summary.json`` and ``checkpoints/``.
 
@@ -64,6 +68,7 @@ from sn29_growth.train.distributed import (
     DistContext,
     all_reduce_sum,
     broadcast_object,
+    decoder_layers,
     init_distributed,
     load_optimizer_state,
     local_shard,
@@ -326,6 +331,18 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
+def compile_enabled(config: TrainConfig, device: torch.device) -> bool:
+    """``compile``: on / off as asked; ``auto`` is off until a GPU measurement shows it pays."""
+    return config.compile == "on"
+
+
+def compile_decoder_layers(model: torch.nn.Module) -> None:
+    """``torch.compile`` each decoder layer in place (one graph per layer shape, reused by all layers);
+    done before FSDP2 wraps the layers and inside activation checkpointing's recomputation."""
+    for layer in decoder_layers(model):
+        layer.compile()
+
+
 def holds_run(out_dir: Path) -> bool:
     return any((out_dir / name).exists() for name in ("checkpoints", LOG_FILE, SUMMARY_FILE))
 
@@ -387,17 +404,23 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], step: int | Non
     log.warning("%s", message)
 
 
+def load_training_model(weights_dir: Path, config: TrainConfig) -> torch.nn.Module:
+    """The weights to train, loaded on the CPU: fp32 master weights (the optimizer updates these)."""
+    with quiet_hf_progress():
+        return load_model(
+            weights_dir, dtype=torch.float32, device="cpu", attn_implementation=config.attn_implementation
+        )
+
+
 def build_model_and_optimizer(
     weights_dir: Path, model_dir: Path, config: TrainConfig, ctx: DistContext
 ) -> tuple[torch.nn.Module, MaskedAdamW, int, int]:
-    """Load fp32 master weights from ``weights_dir``, mark the new elements that ``model_dir``'s growth
-    recipe declares, wrap for this process group and build the optimizer.
+    """Load the weights of ``weights_dir`` (:func:`load_training_model`), mark the new elements that
+    ``model_dir``'s growth recipe declares, prepare (activation checkpointing, compile), wrap for this
+    process group and build the optimizer.
 
     Returns (model, optimizer, parameter count, new element count)."""
-    with quiet_hf_progress():
-        model = load_model(
-            weights_dir, dtype=torch.float32, device="cpu", attn_implementation=config.attn_implementation
-        )
+    model = load_training_model(weights_dir, config)
     masks = build_masks(model, read_new_slices(model_dir))
     new_elements = int(sum(m.sum() for m in masks.values()))
     parameters = sum(p.numel() for p in model.parameters())
@@ -408,8 +431,10 @@ def build_model_and_optimizer(
     model.config.use_cache = False
     if config.grad_checkpointing:
         enable_activation_checkpointing(model)
+    if compile_enabled(config, ctx.device):
+        compile_decoder_layers(model)
     model.train()
-    model = shard_model(model, ctx)
+    model = shard_model(model, ctx, cpu_offload=config.cpu_offload)
     optimizer = build_optimizer(model, config.optimizer, masks, shard=local_shard)
     return model, optimizer, parameters, new_elements
 
@@ -430,7 +455,7 @@ def train(
     ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; rank 0 writes the files.
     """
     config = config or TrainConfig()
-    ctx = init_distributed(config.device)
+    ctx = init_distributed(config.device, fsdp=config.fsdp)
     try:
         return _train(Path(model_dir), Path(out_dir), config, data or CorpusTexts("train"), validation, ctx)
     finally:
@@ -445,7 +470,6 @@ def _train(
     validation: TextSource | None,
     ctx: DistContext,
 ) -> TrainResult:
-    settings = run_settings(config, ctx.world_size, data)
     # rank 0 inspects OUT_DIR and every rank follows its reading (rank 0 starts writing there soon)
     done, resume_dir, occupied = broadcast_object(_inspect(out_dir, config), ctx)
     if done is not None:
@@ -455,161 +479,239 @@ def _train(
         raise FileExistsError(
             f"{out_dir} already holds a training run; pass resume (--resume) or a new directory"
         )
-
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    tokenizer = load_tokenizer(model_dir)
-    model, optimizer, parameters, new_elements = build_model_and_optimizer(
-        resume_dir or model_dir, model_dir, config, ctx
-    )
-    dtype = compute_dtype(config, ctx.device)
-    autocast = autocast_for(ctx.device, dtype)
-
-    batch = config.batch
-    global_batch = settings["global_batch"]
-    stream = PackedStream(data, tokenizer, batch.seq_len, config.seed)
-    train_log = TrainLog(out_dir / LOG_FILE, ctx.is_main)
-    step, tokens, train_time, position = 0, 0, 0.0, DataPosition()
-    if resume_dir is not None:
-        state, optim_state, rngs = read_checkpoint(resume_dir)
-        check_resume(state.run, settings, state.step)
-        load_optimizer_state(model, optimizer, optim_state)
-        set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world_size else rngs[0])
-        step, tokens, train_time, position = state.step, state.tokens, state.train_time_s, state.position
-        log.info("resuming from %s (step %d, %d tokens)", resume_dir, step, tokens)
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # drop what a killed run logged after its last checkpoint (everything, without a checkpoint)
-        train_log.keep_until(step if resume_dir is not None else -1)
-        remove_partial_checkpoints(out_dir)
-
-    val_windows = None
-    if config.eval_every:
-        val_windows = validation_windows(
-            tokenizer, validation or CorpusTexts("held_out"), batch.seq_len, batch.eval_windows
-        )
-        if val_windows.shape[0] == 0:
-            raise ValueError("validation: no complete window of seq_len tokens in the validation texts")
-
-    def validate() -> float:
-        loss = evaluate(model, val_windows, batch.batch_size, ctx, autocast)
-        train_log.append({"kind": "eval", "step": step, "tokens": tokens, "val_loss": loss})
-        if ctx.is_main:
-            log.info("step %d: validation loss %.4f", step, loss)
-        return loss
-
-    def checkpoint() -> str:
-        nonlocal saved_step
-        state = TrainerState(step, tokens, position, train_time, ctx.world_size, settings)
-        path = save_checkpoint(out_dir, model, optimizer, state, ctx, config.checkpoint.keep)
-        saved_step = step
-        if ctx.is_main:
-            plot_losses(train_log.records(), out_dir / PLOT_FILE, title=f"{model_dir.name}: step {step}")
-        return str(path)
-
-    end = min(config.steps, config.stop_after) if config.stop_after else config.steps
-    last_eval_step, last_ckpt = None, None
-    saved_step = step if resume_dir is not None else None
-    start_tokens, start_time = tokens, train_time
+    run = TrainingRun(model_dir, out_dir, config, data, validation, ctx, resume_dir)
+    run.restore()
     with StopRequest() as stop:
-        if val_windows is not None and step == 0:
-            validate()
-            last_eval_step = 0
-        progress = Progress(
-            end, "train", unit="step", initial=step, bar=config.progress, enabled=ctx.is_main, logger=log
-        )
-        loss = None
-        try:
-            for s in range(step, end):
-                # between two steps: every rank reads the same answer and stops at the same step
-                if stop.requested(ctx):
-                    if step > 0 and saved_step != step:
-                        last_ckpt = checkpoint()
-                    path = str(checkpoint_dir(out_dir, step)) if saved_step == step else None
-                    raise TrainingInterrupted(step, path, config.checkpoint.resume, stop.signal_name)
-                rates = learning_rates(s, config.steps, config.optimizer.lr, config.schedule)
-                optimizer.set_learning_rates(rates)
-                windows, position = stream.take(position, global_batch)
-                started = time.perf_counter()
-                loss, grad_norm = train_step(
-                    model,
-                    optimizer,
-                    rank_share(windows, ctx.rank, ctx.world_size),
-                    batch.batch_size,
-                    config.optimizer.grad_clip,
-                    ctx,
-                    autocast,
-                )
-                elapsed = time.perf_counter() - started
-                if not math.isfinite(loss):
-                    raise RuntimeError(
-                        f"step {s + 1}: non-finite loss {loss}; lower --lr (checkpoints are untouched)"
-                    )
-                step, tokens, train_time = s + 1, tokens + global_batch * batch.seq_len, train_time + elapsed
-                record = {
-                    "kind": "train",
-                    "step": step,
-                    "tokens": tokens,
-                    "loss": loss,
-                    "lr": rates.old,
-                    "new_lr": rates.new,
-                    "grad_norm": grad_norm,
-                    "step_time_s": elapsed,
-                }
-                train_log.append(record)
-                rate = (tokens - start_tokens) / (train_time - start_time) if train_time > start_time else 0.0
-                progress.update(1, loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", lr=f"{rates.old:.3g}")
-                if val_windows is not None and (step % config.eval_every == 0 or step == config.steps):
-                    validate()
-                    last_eval_step = step
-                if (config.checkpoint.save_every and step % config.checkpoint.save_every == 0) or (
-                    step == end < config.steps
-                ):
-                    last_ckpt = checkpoint()
-        finally:
-            progress.close()
-
+        if run.validating and run.step == 0:
+            run.evaluate()
+        with run.progress_bar() as bar:
+            while run.step < run.end:
+                if stop.requested(ctx):  # every rank reads the same answer and stops at the same step
+                    raise run.interrupted(stop.signal_name)
+                run.train_one_step(bar)
+                if run.evaluation_due():
+                    run.evaluate()
+                if run.checkpoint_due():
+                    run.checkpoint()
         # a signal from here on (the last step is done) lets the run finish: the outputs are what is left
-        complete = step >= config.steps
-        if complete:
-            if val_windows is not None and last_eval_step != step:
-                validate()
-            target = (
-                DTYPES[config.save_dtype]
-                if config.save_dtype != "source"
-                else DTYPES[checkpoint_dtype(read_model_config(model_dir))]
-            )
-            write_final_model(out_dir, model, model_dir, ctx, target)
+        run.finish()
         if stop.signum is not None:
             log.warning("%s came after the last step of this run: it finished normally", stop.signal_name)
-    records = train_log.records() if ctx.is_main else []
-    evals = [r["val_loss"] for r in records if r.get("kind") == "eval"]
-    trains = [r["loss"] for r in records if r.get("kind") == "train"]
-    result = TrainResult(
-        out_dir=str(out_dir),
-        complete=complete,
-        steps=step,
-        tokens=tokens,
-        train_time_s=train_time,
-        tokens_per_s=tokens / train_time if train_time > 0 else 0.0,
-        initial_val_loss=evals[0] if evals else None,
-        final_val_loss=evals[-1] if evals else None,
-        final_train_loss=trains[-1] if trains else loss,
-        resumed_from=None if resume_dir is None else int(resume_dir.name.split("-")[-1]),
-        world_size=ctx.world_size,
-        device=str(ctx.device),
-        compute_dtype=str(dtype).removeprefix("torch."),
-        parameters=parameters,
-        new_elements=new_elements,
-        checkpoint=last_ckpt or (str(resume_dir) if resume_dir else None),
-    )
-    if ctx.is_main:
-        plot_losses(records, out_dir / PLOT_FILE, title=f"{model_dir.name} → {out_dir.name}")
-        atomic_write_json(
-            out_dir / SUMMARY_FILE,
-            {**result.to_dict(), "model_dir": str(model_dir), "data": data.name, "config": config.to_dict()},
+    return run.result()
+
+
+class TrainingRun:
+    """One invocation of :func:`train`: the model, optimizer and data of the run and where it stands.
+
+    Built from ``model_dir`` (or the checkpoint ``resume_dir`` to continue); the loop in :func:`_train`
+    calls the stages: :meth:`restore`, :meth:`train_one_step`, :meth:`evaluate`, :meth:`checkpoint`,
+    :meth:`finish`, :meth:`result`. Every rank of a torchrun job holds one and calls the same stages.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        out_dir: Path,
+        config: TrainConfig,
+        data: TextSource,
+        validation: TextSource | None,
+        ctx: DistContext,
+        resume_dir: Path | None,
+    ) -> None:
+        self.model_dir, self.out_dir, self.config, self.ctx = model_dir, out_dir, config, ctx
+        self.data, self.resume_dir = data, resume_dir
+        self.settings = run_settings(config, ctx.world_size, data)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        tokenizer = load_tokenizer(model_dir)
+        self.model, self.optimizer, self.parameters, self.new_elements = build_model_and_optimizer(
+            resume_dir or model_dir, model_dir, config, ctx
         )
-    return result
+        self.dtype = compute_dtype(config, ctx.device)
+        self.autocast = autocast_for(ctx.device, self.dtype)
+        self.stream = PackedStream(data, tokenizer, config.batch.seq_len, config.seed)
+        self.log = TrainLog(out_dir / LOG_FILE, ctx.is_main)
+        self.val_windows = self._validation_windows(tokenizer, validation)
+        # where the run stands
+        self.step, self.tokens, self.train_time, self.position = 0, 0, 0.0, DataPosition()
+        self.end = min(config.steps, config.stop_after) if config.stop_after else config.steps
+        self.loss: float | None = None  # of this invocation's last step
+        self.last_eval_step: int | None = None
+        self.saved_step: int | None = None  # the step of the newest checkpoint on disk
+        self.last_checkpoint: str | None = None  # written by this invocation
+        self.complete = False
+        self._start = (0, 0.0)  # (tokens, train time) when this invocation began
+
+    @property
+    def validating(self) -> bool:
+        return self.val_windows is not None
+
+    def _validation_windows(self, tokenizer, validation: TextSource | None) -> torch.Tensor | None:
+        if not self.config.eval_every:
+            return None
+        batch = self.config.batch
+        windows = validation_windows(
+            tokenizer, validation or CorpusTexts("held_out"), batch.seq_len, batch.eval_windows
+        )
+        if windows.shape[0] == 0:
+            raise ValueError("validation: no complete window of seq_len tokens in the validation texts")
+        return windows
+
+    # -------------------------------------------------------------------------------------- stages
+
+    def restore(self) -> None:
+        """Continue from ``resume_dir`` (optimizer, RNG, counters, data position); clean ``OUT_DIR`` of what
+        a killed run logged after its last checkpoint (everything, without a checkpoint)."""
+        if self.resume_dir is not None:
+            state, optim_state, rngs = read_checkpoint(self.resume_dir)
+            check_resume(state.run, self.settings, state.step)
+            load_optimizer_state(self.model, self.optimizer, optim_state)
+            set_rng_state(rngs[self.ctx.rank] if len(rngs) == self.ctx.world_size else rngs[0])
+            self.step, self.tokens = state.step, state.tokens
+            self.train_time, self.position = state.train_time_s, state.position
+            self.saved_step = state.step
+            log.info("resuming from %s (step %d, %d tokens)", self.resume_dir, self.step, self.tokens)
+        self._start = (self.tokens, self.train_time)
+        if self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.log.keep_until(self.step if self.resume_dir is not None else -1)
+            remove_partial_checkpoints(self.out_dir)
+
+    def progress_bar(self) -> Progress:
+        return Progress(
+            self.end,
+            "train",
+            unit="step",
+            initial=self.step,
+            bar=self.config.progress,
+            enabled=self.ctx.is_main,
+            logger=log,
+        )
+
+    def train_one_step(self, bar: Progress) -> None:
+        """The next optimizer step: learning rates, this rank's share of the next global batch, log."""
+        config, ctx = self.config, self.ctx
+        rates = learning_rates(self.step, config.steps, config.optimizer.lr, config.schedule)
+        self.optimizer.set_learning_rates(rates)
+        windows, self.position = self.stream.take(self.position, self.settings["global_batch"])
+        started = time.perf_counter()
+        loss, grad_norm = train_step(
+            self.model,
+            self.optimizer,
+            rank_share(windows, ctx.rank, ctx.world_size),
+            config.batch.batch_size,
+            config.optimizer.grad_clip,
+            ctx,
+            self.autocast,
+        )
+        elapsed = time.perf_counter() - started
+        if not math.isfinite(loss):
+            raise RuntimeError(
+                f"step {self.step + 1}: non-finite loss {loss}; lower --lr (checkpoints are untouched)"
+            )
+        self.step += 1
+        self.tokens += self.settings["global_batch"] * config.batch.seq_len
+        self.train_time += elapsed
+        self.loss = loss
+        self.log.append(
+            {
+                "kind": "train",
+                "step": self.step,
+                "tokens": self.tokens,
+                "loss": loss,
+                "lr": rates.old,
+                "new_lr": rates.new,
+                "grad_norm": grad_norm,
+                "step_time_s": elapsed,
+            }
+        )
+        tokens0, time0 = self._start
+        rate = (self.tokens - tokens0) / (self.train_time - time0) if self.train_time > time0 else 0.0
+        bar.update(1, loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", lr=f"{rates.old:.3g}")
+
+    def evaluation_due(self) -> bool:
+        every = self.config.eval_every
+        return self.validating and (self.step % every == 0 or self.step == self.config.steps)
+
+    def evaluate(self) -> float:
+        loss = evaluate(self.model, self.val_windows, self.config.batch.batch_size, self.ctx, self.autocast)
+        self.log.append({"kind": "eval", "step": self.step, "tokens": self.tokens, "val_loss": loss})
+        if self.ctx.is_main:
+            log.info("step %d: validation loss %.4f", self.step, loss)
+        self.last_eval_step = self.step
+        return loss
+
+    def checkpoint_due(self) -> bool:
+        every = self.config.checkpoint.save_every
+        return bool(every and self.step % every == 0) or self.step == self.end < self.config.steps
+
+    def checkpoint(self) -> str:
+        state = TrainerState(
+            self.step, self.tokens, self.position, self.train_time, self.ctx.world_size, self.settings
+        )
+        path = save_checkpoint(
+            self.out_dir, self.model, self.optimizer, state, self.ctx, self.config.checkpoint.keep
+        )
+        self.saved_step, self.last_checkpoint = self.step, str(path)
+        if self.ctx.is_main:
+            title = f"{self.model_dir.name}: step {self.step}"
+            plot_losses(self.log.records(), self.out_dir / PLOT_FILE, title=title)
+        return str(path)
+
+    def interrupted(self, signal_name: str) -> TrainingInterrupted:
+        """Checkpoint the step reached (unless there is none or it is saved) and say how to resume."""
+        if self.step > 0 and self.saved_step != self.step:
+            self.checkpoint()
+        path = str(checkpoint_dir(self.out_dir, self.step)) if self.saved_step == self.step else None
+        return TrainingInterrupted(self.step, path, self.config.checkpoint.resume, signal_name)
+
+    def finish(self) -> None:
+        """After the last step of the whole run: the final validation and the final model."""
+        self.complete = self.step >= self.config.steps
+        if not self.complete:
+            return
+        if self.validating and self.last_eval_step != self.step:
+            self.evaluate()
+        save_dtype = self.config.save_dtype
+        if save_dtype == "source":
+            save_dtype = checkpoint_dtype(read_model_config(self.model_dir))
+        write_final_model(self.out_dir, self.model, self.model_dir, self.ctx, DTYPES[save_dtype])
+
+    def result(self) -> TrainResult:
+        """The :class:`TrainResult`; rank 0 also writes the loss curve and ``summary.json``."""
+        records = self.log.records() if self.ctx.is_main else []
+        evals = [r["val_loss"] for r in records if r.get("kind") == "eval"]
+        trains = [r["loss"] for r in records if r.get("kind") == "train"]
+        resume_dir = self.resume_dir
+        result = TrainResult(
+            out_dir=str(self.out_dir),
+            complete=self.complete,
+            steps=self.step,
+            tokens=self.tokens,
+            train_time_s=self.train_time,
+            tokens_per_s=self.tokens / self.train_time if self.train_time > 0 else 0.0,
+            initial_val_loss=evals[0] if evals else None,
+            final_val_loss=evals[-1] if evals else None,
+            final_train_loss=trains[-1] if trains else self.loss,
+            resumed_from=None if resume_dir is None else int(resume_dir.name.split("-")[-1]),
+            world_size=self.ctx.world_size,
+            device=str(self.ctx.device),
+            compute_dtype=str(self.dtype).removeprefix("torch."),
+            parameters=self.parameters,
+            new_elements=self.new_elements,
+            checkpoint=self.last_checkpoint or (str(resume_dir) if resume_dir else None),
+        )
+        if self.ctx.is_main:
+            title = f"{self.model_dir.name} → {self.out_dir.name}"
+            plot_losses(records, self.out_dir / PLOT_FILE, title=title)
+            summary = {
+                **result.to_dict(),
+                "model_dir": str(self.model_dir),
+                "data": self.data.name,
+                "config": self.config.to_dict(),
+            }
+            atomic_write_json(self.out_dir / SUMMARY_FILE, summary)
+        return result
 
 
 def _inspect(out_dir: Path, config: TrainConfig) -> tuple[TrainResult | None, Path | None, bool]:
