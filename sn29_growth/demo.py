@@ -213,14 +213,14 @@ def step_miner(out_dir: Path, train_steps: int, report: DemoReport):
 
 def step_validator(out_dir: Path, report: DemoReport) -> None:
     from sn29_growth.eval.competitions import CompetitionsSource
+    from sn29_growth.eval.request import handle_request
+    from sn29_growth.eval.worker import WorkerResult
     from sn29_growth.hub.local import LocalHubClient
     from sn29_growth.hub.store import DiskBudget, ModelStore
     from sn29_growth.miner.offline import FileChain
     from sn29_growth.validator.config import ValidatorConfig
-    from sn29_growth.validator.evaluation import handle_request
     from sn29_growth.validator.state import ValidatorState
     from sn29_growth.validator.step import Clients, step
-    from sn29_growth.validator.worker import WorkerResult
 
     _say("[5/5] validator: discover → download → check → hash → evaluate (held-out part) → score → weights")
     config = ValidatorConfig(

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from sn29_growth.checkpoint import save_model
+from sn29_growth.eval.worker import run_in_worker
 from sn29_growth.validator.state import load_state
-from sn29_growth.validator.worker import run_in_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_WORKER = [sys.executable, str(ROOT / "tests" / "fake_eval_worker.py")]

@@ -12,12 +12,12 @@ from fake_hub_faults import FaultyHubClient
 from sn29_growth.chain.commitment import ModelCommitment, content_hash
 from sn29_growth.chain.protocol import ChainUnavailable, Neuron, RawCommitment
 from sn29_growth.eval.competitions import parse_competitions
+from sn29_growth.eval.request import handle_request
+from sn29_growth.eval.worker import WorkerResult
 from sn29_growth.hub.local import add_commit
 from sn29_growth.hub.store import DiskBudget, ModelStore
 from sn29_growth.validator.config import ValidatorConfig
-from sn29_growth.validator.evaluation import handle_request
 from sn29_growth.validator.step import Clients
-from sn29_growth.validator.worker import WorkerResult
 
 COMPETITIONS = {
     "default": {

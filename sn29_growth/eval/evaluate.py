@@ -340,7 +340,7 @@ def _isolated_row(
     worker_command: Sequence[str] | None,
 ) -> ModelResult:
     """Gate in this process, then tokenize, load and score in a worker a timeout really kills."""
-    from sn29_growth.validator.worker import run_in_worker
+    from sn29_growth.eval.worker import run_in_worker
 
     evaluator.clock = StageClock()
     gated = evaluator.clock.timed("checks", evaluator.gate, prep, block, competition)

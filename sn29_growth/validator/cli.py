@@ -94,9 +94,9 @@ def config_from_args(args: argparse.Namespace) -> ValidatorConfig:
 
 def build_clients(config: ValidatorConfig, args: argparse.Namespace):
     from sn29_growth.eval.competitions import CompetitionsSource, HallOfFameSource
+    from sn29_growth.eval.worker import run_in_worker
     from sn29_growth.validator.entries import load_entries
     from sn29_growth.validator.step import Clients
-    from sn29_growth.validator.worker import run_in_worker
 
     entries = load_entries(config.models_file, injected=not config.offline) if config.models_file else []
     hof = HallOfFameSource(config.hall_of_fame, min_interval_s=900) if config.hall_of_fame else None

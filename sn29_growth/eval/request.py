@@ -1,6 +1,7 @@
-"""The worker side of a validator evaluation: request JSON in, per-model per-sample losses out.
+"""The worker side of an isolated evaluation (the validator's, and `sn29 evaluate`'s): request JSON in, per-model
+per-sample losses out.
 
-Runs inside the child process started by :func:`sn29_growth.validator.worker.run_in_worker`, so that a
+Runs inside the child process started by :func:`sn29_growth.eval.worker.run_in_worker`, so that a
 hung or crashing evaluation cannot take the validator with it. Scoring happens in the parent.
 """
 

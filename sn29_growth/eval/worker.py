@@ -1,6 +1,6 @@
 """Run one evaluation in a child process that a timeout really kills.
 
-The parent writes a JSON request, starts ``python -m sn29_growth.validator.worker REQUEST RESPONSE`` in
+The parent writes a JSON request, starts ``python -m sn29_growth.eval.worker REQUEST RESPONSE`` in
 its own process group, and waits. On timeout the whole group gets SIGKILL (a hung CUDA kernel or a
 tokenizer loop cannot survive it) and the call reports a timeout. The child writes its response
 atomically, so a half-written response is never read.
@@ -45,7 +45,7 @@ def run_in_worker(
     with tempfile.TemporaryDirectory(prefix="sn29-worker-") as tmp:
         req, resp = Path(tmp) / "request.json", Path(tmp) / "response.json"
         req.write_text(json.dumps(request), encoding="utf-8")
-        cmd = (command or [sys.executable, "-m", "sn29_growth.validator.worker"]) + [str(req), str(resp)]
+        cmd = (command or [sys.executable, "-m", "sn29_growth.eval.worker"]) + [str(req), str(resp)]
         t0 = time.monotonic()
         proc = subprocess.Popen(
             cmd,
@@ -86,10 +86,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m sn29_growth.validator.worker REQUEST.json RESPONSE.json", file=sys.stderr)
+        print("usage: python -m sn29_growth.eval.worker REQUEST.json RESPONSE.json", file=sys.stderr)
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    from sn29_growth.validator.evaluation import handle_request
+    from sn29_growth.eval.request import handle_request
 
     atomic_write_json(argv[1], handle_request(request), indent=None)
     return 0
