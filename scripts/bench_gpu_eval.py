@@ -50,40 +50,10 @@ from sn29_growth.eval.flops import H100_H200_BF16_DENSE, forward_flops  # noqa: 
 from sn29_growth.eval.loss import EngineSettings, summed_losses  # noqa: E402
 from sn29_growth.lm import corpus_loss  # noqa: E402
 
-SHAPES = {
-    # the published configs' shape fields (meta-llama/Meta-Llama-3-8B, meta-llama/Llama-3.2-1B)
-    "llama-3-8b": dict(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=128256,
-        max_position_embeddings=8192,
-        rope_theta=500000.0,
-        tie_word_embeddings=False,
-    ),
-    "llama-3.2-1b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=64,
-        vocab_size=128256,
-        max_position_embeddings=131072,
-        rope_theta=500000.0,
-        rope_scaling={
-            "factor": 32.0,
-            "high_freq_factor": 4.0,
-            "low_freq_factor": 1.0,
-            "original_max_position_embeddings": 8192,
-            "rope_type": "llama3",
-        },
-        tie_word_embeddings=True,
-    ),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import published_shape  # noqa: E402
+
+SHAPES = {name: published_shape(name) for name in ("llama-3-8b", "llama-3.2-1b")}
 CAP = 4096
 MIX = (("short", 0.50), ("medium", 0.35), ("capped", 0.15))
 BF16_REL, FP32_REL = 1e-3, 1e-4

@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import random
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,20 +30,12 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import published_shape  # noqa: E402
+
 SHARD_BYTES = 5 * 10**9
 FULL_SAMPLES = 800
-LLAMA3_8B = dict(
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    vocab_size=128256,
-    max_position_embeddings=8192,
-    rope_theta=500000.0,
-    bos_token_id=128000,
-    eos_token_id=128001,
-)
+LLAMA3_8B = {**published_shape("llama-3-8b"), "bos_token_id": 128000, "eos_token_id": 128001}
 TINY = dict(
     hidden_size=64,
     intermediate_size=160,
@@ -212,10 +205,11 @@ def row(name, baseline, baseline_value, value, unit, note="", ratio=None) -> dic
 
 
 def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
+    from sn29_growth.checkpoint import read_model_config
     from sn29_growth.eval import checks
     from sn29_growth.eval.loss import EngineSettings, summed_losses
     from sn29_growth.eval.timing import StageTimes
-    from sn29_growth.loading import check_tensor_table, read_config
+    from sn29_growth.loading import check_tensor_table
 
     started = time.perf_counter()
 
@@ -246,7 +240,7 @@ def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
     )
 
     t0 = time.perf_counter()
-    raw = read_config(snap)
+    raw = read_model_config(snap)
     check_tensor_table(snap, raw)
     table_s = time.perf_counter() - t0
     warm_imports(snap)

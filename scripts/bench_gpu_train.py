@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sn29_growth.checkpoint import save_model  # noqa: E402
+from sn29_growth.eval.flops import H100_H200_BF16_DENSE  # noqa: E402
 from sn29_growth.tiny import build_tiny, tiny_config  # noqa: E402
 from sn29_growth.tokenizer import embedded_tokenizer  # noqa: E402
 from sn29_growth.train import (  # noqa: E402
@@ -54,20 +55,12 @@ from sn29_growth.train.loop import (  # noqa: E402
 )
 from sn29_growth.train.schedule import LearningRates  # noqa: E402
 
-PEAK_BF16_FLOPS = 989e12  # H100 / H200 SXM dense bf16
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import published_shape  # noqa: E402
+
+PEAK_BF16_FLOPS = H100_H200_BF16_DENSE
 MFU_TARGET = 0.40
-LLAMA_3_2_1B = dict(  # meta-llama/Llama-3.2-1B config.json
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=64,
-    vocab_size=128256,
-    tie_word_embeddings=True,
-    rope_theta=500000.0,
-    max_position_embeddings=131072,
-)
+LLAMA_3_2_1B = published_shape("llama-3.2-1b")
 GPU_GEOMETRY = dict(seq_len=2048, batch_size=8, steps=10, skip=3)
 TINY_GEOMETRY = dict(seq_len=32, batch_size=2, steps=4, skip=1)
 FSDP_STEPS = 4

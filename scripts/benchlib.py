@@ -52,3 +52,25 @@ def finish(results: dict, script: str, argv: list[str], json_path: Path | None) 
     print(text)
     if json_path:
         json_path.write_text(text + "\n")
+
+
+PUBLISHED_CONFIGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "configs"
+SHAPE_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "max_position_embeddings",
+    "rope_theta",
+    "rope_scaling",
+    "tie_word_embeddings",
+)
+
+
+def published_shape(name: str) -> dict:
+    """The shape fields of a published config in ``tests/data/configs`` (``llama-3-8b``, ``llama-3.2-1b``, ...)."""
+    config = json.loads((PUBLISHED_CONFIGS / f"{name}.json").read_text(encoding="utf-8"))
+    return {k: config[k] for k in SHAPE_FIELDS if config.get(k) is not None}
