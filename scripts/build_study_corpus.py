@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--debs", type=Path, help="folder holding the pinned .deb files")
     source.add_argument("--download", action="store_true", help="fetch missing .deb files with apt-get")
-    parser.add_argument("--cache", type=Path, default=REPO / "study-data-debs", help="download folder")
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache" / "sn29-growth" / "debs", help="download folder"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "study-data", help="corpus folder to write")
     parser.add_argument("--vocab", type=int, default=defaults.vocab_size, help="BPE vocabulary size")
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, help="cap on all tokens")

@@ -222,7 +222,7 @@ def test_end_to_end_build_is_byte_reproducible(tmp_path, tiny_debs):
     folder, pkgs = tiny_debs
     settings = BuildSettings(vocab_size=600, held_out_fraction=0.2, min_chars=200)
     debs = locate_debs(pkgs, folder)
-    a = build_corpus(debs, tmp_path / "a", packages=pkgs, settings=settings)
+    build_corpus(debs, tmp_path / "a", packages=pkgs, settings=settings)
     build_corpus(debs, tmp_path / "b", packages=pkgs, settings=settings)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
