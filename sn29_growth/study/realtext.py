@@ -229,10 +229,20 @@ PINNED: tuple[PinnedPackage, ...] = (
         _doc("usr/share/doc/octave/", ("*.html", "html")),
     ),
     PinnedPackage(
+        "openjdk-17-doc",
+        "17.0.19+10-1~deb12u2",
+        "e94dbb2d3663db00888536aba970489ebec932058eba02f038587cbc805e0007",
+        tuple(
+            Select(f"usr/share/doc/openjdk-17-jre-headless/api/{module}/*.html", "html")
+            for module in ("java.base", "java.logging", "java.net.http", "java.sql", "java.xml")
+        ),
+        exclude=("*/class-use/*", "*/package-tree.html", "*/package-use.html"),
+    ),
+    PinnedPackage(
         "perl-doc",
         "5.36.0-7+deb12u3",
         "e9e3564ff5ade27de0585835f2acad769bcc545c0a0045a9f55d5401f27f7591",
-        _doc("usr/share/perl/5.36.0/pod/", ("*.pod", "pod")),
+        _doc("usr/share/perl/5.36.0/pod/", ("*.pod", "pod")) + _doc("usr/share/man/man3/", ("*.gz", "man")),
     ),
     PinnedPackage(
         "postgresql-doc-15",
@@ -663,7 +673,7 @@ _ROFF_ESCAPE = re.compile(
 _ROFF_BREAK = frozenset(
     ["PP", "LP", "P", "TP", "IP", "HP", "SH", "SS", "sp", "br", "RS", "RE", "Sh", "Pp", "Ss"]
 )
-_ROFF_SKIP_REGION = {"nf": "fi", "EX": "EE", "TS": "TE", "EQ": "EN", "de": "..", "ig": ".."}
+_ROFF_SKIP_REGION = {"nf": "fi", "EX": "EE", "TS": "TE", "EQ": "EN", "de": "..", "ig": "..", "Vb": "Ve"}
 
 
 def _roff_escape(m: re.Match) -> str:
@@ -673,7 +683,9 @@ def _roff_escape(m: re.Match) -> str:
     if glyph is not None:
         return _ROFF_GLYPHS.get(glyph, "")
     if string is not None:
-        return {"lq": "“", "rq": "”", "R": "®", "Tm": "™"}.get(string, "")
+        return {"lq": "“", "rq": "”", "R": "®", "Tm": "™", "--": "—", "C`": "“", "C'": "”", "PI": "π"}.get(
+            string, ""
+        )
     if char is not None:
         return {
             "-": "-",
@@ -774,7 +786,7 @@ class _HtmlText(html.parser.HTMLParser):
     SKIP_CLASSES = _words(
         "sphinxsidebar related footer navheader navfooter toc breadcrumbs nav navigation highlight "
         "literal-block doc-nav sphinxsidebarwrapper docnav headerlink screen programlisting "
-        "synopsis cmdsynopsis funcsynopsis"
+        "synopsis cmdsynopsis funcsynopsis summary inheritance member-signature"
     )
     BLOCK = _words(
         "p div h1 h2 h3 h4 h5 h6 li dt dd tr br section article blockquote table ul ol dl title td "
