@@ -181,6 +181,9 @@ def test_clean_drops_short_foreign_and_duplicate_documents():
     assert [d.id for d in kept] == ["a:y"]  # the first by (package, path) of the two equals
     assert (stats.duplicates, stats.too_short, stats.not_english) == (1, 1, 1)
     assert is_english(PROSE) and not is_english("Привет мир, как дела? " * 10)
+    contents = "\n\n".join(f"Chapter {i}: the name of a section" for i in range(40))
+    kept, stats = clean_documents([Document("a", "toc", contents)], min_chars=100)
+    assert not kept and stats.not_prose == 1
 
 
 def test_split_is_a_stable_function_of_the_document_id():
@@ -244,8 +247,8 @@ def test_end_to_end_build_is_byte_reproducible(tmp_path, tiny_debs):
     first = ids[: ids.index(corpus.eos_id)]
     text = tok.decode(first)
     assert text.startswith("Section") and "quick brown fox" in text
-    held = [d for d in corpus.manifest["sources"]]
-    assert sum(s["tokens"]["train"] + s["tokens"]["held_out"] for s in held) == (
+    sources = corpus.manifest["sources"]
+    assert sum(s["tokens"]["train"] + s["tokens"]["held_out"] for s in sources) == (
         corpus.splits["train"].tokens + corpus.splits["held_out"].tokens
     )
 
