@@ -12,6 +12,7 @@ from typing import Any
 
 SCHEDULES = ("cosine", "linear", "constant")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+PARAM_DTYPES = ("float32", "bfloat16")
 SAVE_DTYPES = ("source", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -124,6 +125,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     device: str = "auto"  # auto = cuda when available
     dtype: str = "auto"  # compute dtype under autocast; auto = bfloat16 on cuda, float32 on cpu
+    param_dtype: str = "float32"  # dtype the weights (and Adam moments) are stored and updated in
     save_dtype: str = "source"  # dtype of the final model; source = the dtype MODEL_DIR declares
     grad_checkpointing: bool = False
     seed: int = 0
@@ -139,6 +141,10 @@ class TrainConfig:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in COMPUTE_DTYPES:
             raise ValueError(f"dtype: must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
+        if self.param_dtype not in PARAM_DTYPES:
+            raise ValueError(
+                f"param_dtype: must be one of {', '.join(PARAM_DTYPES)}, got {self.param_dtype!r}"
+            )
         if self.save_dtype not in SAVE_DTYPES:
             raise ValueError(f"save_dtype: must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
         _int_at_least("seed", self.seed, 0)

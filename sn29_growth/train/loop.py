@@ -399,13 +399,17 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], step: int | Non
 def build_model_and_optimizer(
     weights_dir: Path, model_dir: Path, config: TrainConfig, ctx: DistContext
 ) -> tuple[torch.nn.Module, MaskedAdamW, int, int]:
-    """Load fp32 master weights from ``weights_dir``, mark the new elements that ``model_dir``'s growth
-    recipe declares, wrap for this process group and build the optimizer.
+    """Load the weights from ``weights_dir`` (fp32 master weights unless ``config.param_dtype``), mark the
+    new elements that ``model_dir``'s growth recipe declares, wrap for this process group and build the
+    optimizer.
 
     Returns (model, optimizer, parameter count, new element count)."""
     with quiet_hf_progress():
         model = load_model(
-            weights_dir, dtype=torch.float32, device="cpu", attn_implementation=config.attn_implementation
+            weights_dir,
+            dtype=DTYPES[config.param_dtype],
+            device="cpu",
+            attn_implementation=config.attn_implementation,
         )
     masks = build_masks(model, read_new_slices(model_dir))
     new_elements = int(sum(m.sum() for m in masks.values()))
