@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from importlib import resources
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ from sn29_growth.study import parse_study
 from sn29_growth.study.config import packaged_config_text
 from sn29_growth.study.speedup import (
     arm_metrics,
+    long_scratch_reached,
     loss_at,
     markdown_tokens_table,
     stat,
@@ -24,7 +24,6 @@ from sn29_growth.study.speedup import (
     tokens_to_reach,
 )
 from sn29_growth.study.token_data import TokenSlice, phase_tokens, study_slices
-from sn29_growth.study.tokens import write_token_corpus
 
 TINY_SHAPES = {
     "base": {
@@ -55,21 +54,17 @@ ARM_NAMES = {
     "divisor-bf16",
     "divisor-no-rewarm",
     "divisor-new-only",
+    "scratch-long",
 }
 
 
 @pytest.fixture(scope="module")
 def token_corpus(tmp_path_factory):
     """The embedded corpus as a token corpus folder (embedded tokenizer, vocabulary 1024)."""
-    from sn29_growth.corpus import load_corpus
-    from sn29_growth.tokenizer import embedded_tokenizer
+    from sn29_growth.study.token_data import write_embedded_token_corpus
 
-    tok = embedded_tokenizer()
-    corpus = load_corpus()
-    splits = {name: [tok(s.text)["input_ids"] for s in corpus.split(name)] for name in ("train", "held_out")}
-    path = resources.files("sn29_growth").joinpath("data/tokenizer.json")
     folder = tmp_path_factory.mktemp("tokens") / "corpus"
-    write_token_corpus(folder, path, splits, eos_id=tok.eos_token_id, vocab_size=len(tok))
+    write_embedded_token_corpus(folder)
     return folder
 
 
@@ -121,6 +116,8 @@ def test_a_slice_trains_exactly_its_windows(token_corpus):
         ({"new_only_steps": 1.5}, "arms[a].new_only_steps"),
         ({"kind": "continue", "new_only_steps": 2}, "arms[a].new_only_steps"),
         ({"new_only_steps": 99}, "arms[a].new_only_steps"),
+        ({"reads": "all"}, "arms[a].reads"),
+        ({"kind": "scratch", "reads": "some"}, "arms[a].reads"),
     ],
 )
 def test_arm_knob_errors_name_the_field(arm, field):
@@ -140,11 +137,20 @@ def test_tokens_replace_data_and_validation():
 def test_scale_configs_have_every_arm_and_two_seeds(name):
     config = parse_study(packaged_config_text(name), name)
     assert {a.name for a in config.arms} == ARM_NAMES
-    assert len(config.seeds) >= 2 and config.tokens == "study-data"
+    assert len(config.seeds) >= 2 and config.tokens in ("study-data", "embedded")
     arms = {a.name: a for a in config.arms}
     assert arms["stock-bf16"].param_dtype == "bfloat16" and arms["stock-bf16"].hidden_method == "stock"
     assert arms["divisor-no-rewarm"].warmup_steps == 0
     assert arms["divisor-new-only"].new_only_steps > 0
+
+
+def test_packaged_config_by_bare_name(tmp_path, monkeypatch):
+    from sn29_growth.study import load_study_config
+
+    monkeypatch.chdir(tmp_path)
+    assert load_study_config("study_scale.yaml").name == "scale-h200"
+    with pytest.raises(FileNotFoundError, match="--config"):
+        load_study_config("nope.yaml")
 
 
 def test_scale_config_sizes():
@@ -230,6 +236,31 @@ def test_arm_metrics_against_base_and_scratch():
     assert n["tokens_to_beat_base"] is None and n["tokens_to_scratch"] is None and n["speedup_total"] is None
     below = {**grown, "curve": [{"tokens": 0, "val_loss": 2.9}, {"tokens": 200, "val_loss": 2.7}]}
     assert math.isinf(arm_metrics(below, base, scratch, margin=0.0)["speedup_after"])
+
+
+def test_speedup_against_a_long_scratch_run():
+    base = {"seed": 0, "loss": 3.2, "tokens": 100}
+    long = {"arm": "long", "kind": "scratch", "reads": "all", "seed": 0, "tokens": 400, "final_loss": 2.0}
+    long["curve"] = [
+        {"tokens": 0, "val_loss": 7.0},
+        {"tokens": 200, "val_loss": 3.0},
+        {"tokens": 400, "val_loss": 2.0},
+    ]
+    grown = {"arm": "g", "kind": "grow", "seed": 0, "tokens": 100, "final_loss": 2.5, "curve": CURVE}
+    m = arm_metrics(grown, base, None, 0.0, long)
+    assert m["long_scratch_tokens"] == pytest.approx(300) and m["long_scratch_reached"]
+    assert m["speedup_vs_long_scratch"] == pytest.approx(300 / 200)  # 100 base + 100 after growth
+    better = arm_metrics({**grown, "final_loss": 1.5}, base, None, 0.0, long)
+    assert not better["long_scratch_reached"] and better["speedup_vs_long_scratch"] == pytest.approx(2.0)
+    per_run = study_metrics([grown, long], [base], 0.0)
+    assert per_run[("long", 0)]["long_scratch_reached"] is None
+    table = markdown_tokens_table(
+        summarize_metrics(study_metrics([{**grown, "final_loss": 1.5}, long], [base], 0.0)),
+        100,
+        {},
+        long_scratch_reached(study_metrics([{**grown, "final_loss": 1.5}, long], [base], 0.0)),
+    )
+    assert "≥ 2.00× (long scratch never got there on 1/1 seeds)" in table
 
 
 def test_stats_over_seeds_count_the_seeds_that_reached():
@@ -318,6 +349,7 @@ def test_tiny_scale_study_outputs(tiny_scale_study):
     assert "Tokens saved" in (out / "summary.md").read_text(encoding="utf-8")
     for r in doc["runs"]:
         assert set(r["metrics"]) >= {"tokens_to_beat_base", "speedup_total", "loss_at_scratch_tokens"}
+        assert (r["metrics"]["speedup_vs_long_scratch"] is None) == (r["arm"] == "scratch-long")
 
 
 def test_tiny_scale_study_reads_disjoint_single_epoch_slices(tiny_scale_study, token_corpus):
@@ -325,11 +357,14 @@ def test_tiny_scale_study_reads_disjoint_single_epoch_slices(tiny_scale_study, t
     base = json.loads((out / "runs" / "seed-0" / "base" / "summary.json").read_text())["data"]
     names = {
         json.loads((out / "runs" / "seed-1" / arm / "train" / "summary.json").read_text())["data"]
-        for arm in ARM_NAMES
+        for arm in ARM_NAMES - {"scratch-long"}
     }
     assert base == f"tokens:corpus:train[0:{phase_tokens(4, 2, 16)}]"
     assert names == {f"tokens:corpus:train[{phase_tokens(4, 2, 16)}:{2 * phase_tokens(4, 2, 16)}]"}
     assert doc["bases"][0]["tokens"] == doc["runs"][0]["tokens"] == 4 * 2 * 16
+    long = json.loads((out / "runs" / "seed-1" / "scratch-long" / "train" / "summary.json").read_text())
+    assert long["data"] == f"tokens:corpus:train[0:{2 * phase_tokens(4, 2, 16) - 1}]"
+    assert long["tokens"] == 2 * 4 * 2 * 16  # the base's tokens and the arms' tokens, one epoch
 
 
 def test_tiny_scale_study_arm_knobs(tiny_scale_study):

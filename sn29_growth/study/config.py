@@ -35,6 +35,7 @@ from sn29_growth.growth.spec import HIDDEN_METHODS, INITS, PLACEMENTS
 from sn29_growth.tiny import VARIANTS
 
 ARM_KINDS = ("grow", "continue", "scratch")
+READS = ("arms", "all")
 DEPTH_METHODS = ("identity", "copy")
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -50,6 +51,9 @@ TARGET_KEYS = (
 SHAPE_KEYS = (*TARGET_KEYS, "head_dim", "max_position_embeddings")
 DEFAULT_CONFIG = "study_default.yaml"
 GPU_CONFIG = "study_gpu.yaml"
+SCALE_CONFIG = "study_scale.yaml"
+SCALE_CPU_CONFIG = "study_scale_cpu.yaml"
+PACKAGED_CONFIGS = (DEFAULT_CONFIG, GPU_CONFIG, SCALE_CONFIG, SCALE_CPU_CONFIG)
 
 
 def _int_at_least(name: str, value: Any, low: int) -> None:
@@ -146,7 +150,9 @@ class ArmConfig:
     Training knobs of one arm (the rest of ``train`` is shared): ``param_dtype: bfloat16`` stores and
     updates the weights and Adam moments in bf16 (no fp32 master copy); ``warmup_steps`` and
     ``new_lr_warmup`` override the shared values (``warmup_steps: 0``: no learning-rate re-warm);
-    ``new_only_steps`` trains only the elements growth added for that many first steps."""
+    ``new_only_steps`` trains only the elements growth added for that many first steps. ``reads: all``
+    (a scratch arm of a token-corpus study) trains on the base's tokens and the arms' tokens, ``base.steps
+    + train.steps`` steps: the from-scratch run that the tokens of base + growth are compared with."""
 
     name: str
     kind: str = "grow"
@@ -159,6 +165,7 @@ class ArmConfig:
     warmup_steps: int | None = None
     new_lr_warmup: int | None = None
     new_only_steps: int = 0
+    reads: str = "arms"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
@@ -184,6 +191,10 @@ class ArmConfig:
             if getattr(self, name) is not None:
                 _int_at_least(f"{where}.{name}", getattr(self, name), 0)
         _int_at_least(f"{where}.new_only_steps", self.new_only_steps, 0)
+        if self.reads not in READS:
+            raise ValueError(f"{where}.reads: must be one of {', '.join(READS)}, got {self.reads!r}")
+        if self.reads == "all" and self.kind != "scratch":
+            raise ValueError(f"{where}.reads: 'all' is for a scratch arm (the others start from the base)")
         if self.new_only_steps and self.kind != "grow":
             raise ValueError(f"{where}.new_only_steps: only a grow arm has new elements to train alone")
 
@@ -217,6 +228,8 @@ class ArmConfig:
             out.append(f"new_lr_warmup={self.new_lr_warmup}")
         if self.new_only_steps:
             out.append(f"new_only={self.new_only_steps}")
+        if self.reads == "all":
+            out.append("base + arm tokens")
         return out
 
 
@@ -279,6 +292,8 @@ class StudyConfig:
             if self.data != "local" or self.validation is not None:
                 raise ValueError("tokens: a token corpus replaces data and validation; leave those unset")
         for arm in arms:
+            if arm.reads == "all" and self.tokens is None:
+                raise ValueError(f"arms[{arm.name}].reads: 'all' needs a token corpus (tokens)")
             if arm.new_only_steps > self.train.steps:
                 raise ValueError(
                     f"arms[{arm.name}].new_only_steps: {arm.new_only_steps} exceeds train.steps={self.train.steps}"
@@ -349,10 +364,13 @@ def parse_study(text: str, where: str = "study config") -> StudyConfig:
 
 
 def load_study_config(path: str | os.PathLike | None = None) -> StudyConfig:
-    """The study in ``path`` (YAML), or the packaged default study when ``path`` is None."""
+    """The study in ``path`` (YAML), or the packaged default study when ``path`` is None; a bare name of a
+    packaged config (``study_scale.yaml``) that is not a file here reads the packaged one."""
     if path is None:
         return parse_study(packaged_config_text(), DEFAULT_CONFIG)
     p = Path(path)
+    if not p.is_file() and p.name == str(path) and p.name in PACKAGED_CONFIGS:
+        return parse_study(packaged_config_text(p.name), p.name)
     if not p.is_file():
         raise FileNotFoundError(f"--config: {p} does not exist")
     return parse_study(p.read_text(encoding="utf-8"), str(p))

@@ -35,6 +35,7 @@ from sn29_growth.study.runner import StudyRun
 from sn29_growth.study.speedup import (
     METRICS,
     jsonable,
+    long_scratch_reached,
     markdown_tokens_table,
     study_metrics,
     summarize_metrics,
@@ -313,7 +314,7 @@ def write_report(run: StudyRun, report_dir: str | Path) -> dict[str, Path]:
         row["seeds_reaching_scratch"] = reached[row["arm"]].reached
     atomic_write_text(paths["tokens_saved.csv"], _csv(saved_rows, [*saved_columns, "seeds_reaching_scratch"]))
     labels = {s.arm: s.label for s in summaries}
-    tokens_md = markdown_tokens_table(saved, run.bases[0]["tokens"], labels)
+    tokens_md = markdown_tokens_table(saved, run.bases[0]["tokens"], labels, long_scratch_reached(per_run))
     atomic_write_text(paths["tokens_saved.md"], tokens_md)
     curve_rows = [
         {"arm": "base", "seed": b["seed"], "phase": "base", **p} for b in run.bases for p in b["curve"]

@@ -82,6 +82,7 @@ class StudyData:
     validation: TextSource
     vocab: Vocabulary
     info: DataInfo
+    all: TextSource | None = None  # base + arm tokens, for a scratch arm with ``reads: all``
 
 
 def train_source(config: StudyConfig) -> TextSource:
@@ -104,13 +105,23 @@ def data_info(source: TextSource, seq_len: int) -> DataInfo:
     return DataInfo(source.name, int(stream.numel()), int(pack(stream, seq_len).shape[0]), seq_len)
 
 
-def token_study_data(config: StudyConfig) -> StudyData:
+def token_study_data(config: StudyConfig, out: Path) -> StudyData:
     """Single-epoch slices of the token corpus ``config.tokens``: the base reads the first tokens of its
-    train split, every arm the same next ones, validation the held-out split."""
-    from sn29_growth.study.token_data import corpus_tokenizer, model_overrides, study_slices
+    train split, every arm the same next ones, validation the held-out split. ``tokens: embedded`` is the
+    embedded corpus, written as a token corpus under ``out``."""
+    from sn29_growth.study.token_data import (
+        EMBEDDED,
+        corpus_tokenizer,
+        model_overrides,
+        study_slices,
+        write_embedded_token_corpus,
+    )
     from sn29_growth.study.tokens import open_token_corpus
 
-    corpus = open_token_corpus(config.tokens)
+    if config.tokens == EMBEDDED:
+        corpus = write_embedded_token_corpus(out / "embedded-tokens")
+    else:
+        corpus = open_token_corpus(config.tokens)
     seq_len = config.train.seq_len
     slices = study_slices(
         corpus.folder,
@@ -122,13 +133,13 @@ def token_study_data(config: StudyConfig) -> StudyData:
     vocab = Vocabulary(tuple(model_overrides(corpus).items()), corpus_tokenizer(corpus))
     train_tokens = corpus.splits["train"].tokens
     info = DataInfo(f"tokens:{corpus.folder}", train_tokens, (train_tokens - 1) // seq_len, seq_len)
-    return StudyData(slices.base, slices.arms, slices.validation, vocab, info)
+    return StudyData(slices.base, slices.arms, slices.validation, vocab, info, slices.all)
 
 
-def study_data(config: StudyConfig) -> StudyData:
+def study_data(config: StudyConfig, out: Path) -> StudyData:
     """The study's data: a token corpus (single-epoch slices) or texts (every phase reads them all)."""
     if config.tokens is not None:
-        return token_study_data(config)
+        return token_study_data(config, out)
     data, val = train_source(config), validation_source(config)
     return StudyData(data, data, val, Vocabulary(), data_info(data, config.train.seq_len))
 
@@ -244,10 +255,11 @@ def run_arm(
     prepared = prepare_arm(
         arm, Path(base["model_dir"]), config.base, config.target, seed, arm_dir / "start", vocab
     )
+    steps = config.train.steps + (config.base.steps if arm.reads == "all" else 0)
     tc = train_config(
         config.train,
         config,
-        steps=config.train.steps,
+        steps=steps,
         lr=config.train.lr,
         seed=seed + config.data_seed_offset,
         arm=arm,
@@ -272,6 +284,7 @@ def run_arm(
         "warmup_steps": tc.schedule.warmup_steps,
         "new_lr_warmup": tc.schedule.new_lr_warmup,
         "new_only_steps": arm.new_only_steps,
+        "reads": arm.reads,
         "parameters": result.parameters,
         "new_elements": result.new_elements,
         "copied_blocks": [list(p) for p in prepared.copied_blocks],
@@ -326,7 +339,7 @@ def run_study(config: StudyConfig, out_dir: str | Path) -> StudyRun:
     out = Path(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
-    data = study_data(config)
+    data = study_data(config, out)
     info = data.info
     t0 = time.perf_counter()
     bases, arms = [], []
@@ -336,9 +349,8 @@ def run_study(config: StudyConfig, out_dir: str | Path) -> StudyRun:
         log.info("seed %d base: held-out loss %.4f after %d tokens", seed, base["loss"], base["tokens"])
         bases.append(base)
         for arm in config.arms:
-            arms.append(
-                run_arm(config, arm, seed, base, seed_dir, data.arms, data.validation, info, data.vocab)
-            )
+            source = data.all if arm.reads == "all" else data.arms
+            arms.append(run_arm(config, arm, seed, base, seed_dir, source, data.validation, info, data.vocab))
         if not config.keep_models:
             drop_weights(seed_dir / "base-init")
     return StudyRun(config, info, bases, arms, time.perf_counter() - t0)

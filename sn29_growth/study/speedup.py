@@ -12,7 +12,12 @@ linear in tokens (:func:`loss_at`, :func:`tokens_to_reach`). Per arm and seed (:
 - ``speedup_after`` = scratch's tokens / ``tokens_to_scratch``; ``speedup_total`` = scratch's tokens /
   ``tokens_to_scratch_total`` — the published anchors' "× fewer tokens than from scratch", which counts
   the base model's training as spent;
-- ``loss_at_scratch_tokens``: the loss after as many tokens as scratch trained (equal tokens after growth).
+- ``loss_at_scratch_tokens``: the loss after as many tokens as scratch trained (equal tokens after growth);
+- against a *long* scratch run (``reads: all``: it trains on the base's tokens and the arms' tokens):
+  ``long_scratch_tokens`` it needs to reach this arm's final loss, and ``speedup_vs_long_scratch`` =
+  that ÷ the tokens this arm spent in all (the base's included) — the anchors' "× fewer tokens than
+  scratch to the same loss". When the long run never gets there, the speed-up is at least its length ÷
+  the arm's tokens: that lower bound is reported, with ``long_scratch_reached`` false.
 
 ``None`` means never reached within the run. :func:`summarize_metrics` gives mean and sample standard
 deviation over the seeds that reached, with how many did.
@@ -31,6 +36,8 @@ METRICS = (
     "speedup_after",
     "speedup_total",
     "loss_at_scratch_tokens",
+    "long_scratch_tokens",
+    "speedup_vs_long_scratch",
 )
 
 
@@ -69,13 +76,23 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return math.inf if den == 0 else num / den
 
 
-def arm_metrics(arm: dict, base: dict, scratch: dict | None, margin: float) -> dict[str, float | None]:
-    """The token counts and speed-ups of one arm's record against its seed's base and scratch records."""
+def arm_metrics(
+    arm: dict, base: dict, scratch: dict | None, margin: float, long: dict | None = None
+) -> dict[str, float | bool | None]:
+    """The token counts and speed-ups of one arm's record against its seed's base and scratch records
+    (``long``: the seed's scratch run on base + arm tokens, if the study has one)."""
     curve = arm["curve"]
-    out: dict[str, float | None] = {
+    out: dict[str, float | bool | None] = {
         "tokens_to_beat_base": tokens_to_reach(curve, base["loss"] - margin),
         **{k: None for k in METRICS[1:]},
+        "long_scratch_reached": None,
     }
+    if long is not None and arm is not long:
+        spent = arm["tokens"] + (0 if arm["kind"] == "scratch" else base["tokens"])
+        need = tokens_to_reach(long["curve"], arm["final_loss"])
+        out["long_scratch_reached"] = need is not None
+        out["long_scratch_tokens"] = need
+        out["speedup_vs_long_scratch"] = (need if need is not None else long["tokens"]) / spent
     if scratch is None:
         return out
     target = scratch["final_loss"]
@@ -95,21 +112,24 @@ def arm_metrics(arm: dict, base: dict, scratch: dict | None, margin: float) -> d
 
 def study_metrics(arms: list[dict], bases: list[dict], margin: float) -> dict[tuple[str, int], dict]:
     """:func:`arm_metrics` of every (arm, seed), pairing each with its seed's base and scratch run (the
-    first arm of kind ``scratch``; without one, only ``tokens_to_beat_base`` is computed)."""
+    first arm of kind ``scratch``; without one, only ``tokens_to_beat_base`` is computed) and its long
+    scratch run (``reads: all``), if any."""
     base_of = {b["seed"]: b for b in bases}
-    scratch_of = {}
+    scratch_of, long_of = {}, {}
     for r in arms:
         if r["kind"] == "scratch":
-            scratch_of.setdefault(r["seed"], r)
+            (long_of if r.get("reads") == "all" else scratch_of).setdefault(r["seed"], r)
     return {
-        (r["arm"], r["seed"]): arm_metrics(r, base_of[r["seed"]], scratch_of.get(r["seed"]), margin)
+        (r["arm"], r["seed"]): arm_metrics(
+            r, base_of[r["seed"]], scratch_of.get(r["seed"]), margin, long_of.get(r["seed"])
+        )
         for r in arms
     }
 
 
 def jsonable(value: float | None) -> float | str | None:
     """``inf`` as the string ``"inf"`` (strict JSON has no infinity)."""
-    return "inf" if value is not None and math.isinf(value) else value
+    return "inf" if isinstance(value, float) and math.isinf(value) else value
 
 
 @dataclass(frozen=True)
@@ -157,10 +177,27 @@ def summarize_metrics(per_run: dict[tuple[str, int], dict]) -> dict[str, dict[st
     return {arm: {k: stat([m[k] for m in ms]) for k in METRICS} for arm, ms in arms.items()}
 
 
+def long_scratch_reached(per_run: dict[tuple[str, int], dict]) -> dict[str, tuple[int, int]]:
+    """arm → (seeds on which the long scratch run reached the arm's final loss, seeds compared)."""
+    out: dict[str, tuple[int, int]] = {}
+    for (arm, _seed), m in per_run.items():
+        got, n = out.get(arm, (0, 0))
+        if m.get("long_scratch_reached") is not None:
+            got, n = got + bool(m["long_scratch_reached"]), n + 1
+        out[arm] = (got, n)
+    return out
+
+
 def markdown_tokens_table(
-    summary: dict[str, dict[str, Stat]], base_tokens: int, labels: dict[str, str]
+    summary: dict[str, dict[str, Stat]],
+    base_tokens: int,
+    labels: dict[str, str],
+    reached: dict[str, tuple[int, int]] | None = None,
 ) -> str:
-    """The tokens-saved table: one row per arm, mean ± std over seeds."""
+    """The tokens-saved table: one row per arm, mean ± std over seeds (``reached``: see
+    :func:`long_scratch_reached`; with it, the long-scratch columns are added)."""
+    reached = reached or {}
+    long = any(n for _, n in reached.values())
     head = [
         "arm",
         "strategy",
@@ -171,6 +208,8 @@ def markdown_tokens_table(
         "speed-up vs scratch (incl. base)",
         "loss at scratch's tokens",
     ]
+    if long:
+        head += ["long scratch: tokens to this final loss", "speed-up vs long scratch (incl. base)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, m in summary.items():
         lines.append(
@@ -185,8 +224,19 @@ def markdown_tokens_table(
                     m["speedup_after"].text("{:.2f}×"),
                     m["speedup_total"].text("{:.2f}×"),
                     m["loss_at_scratch_tokens"].text("{:.4f}"),
+                    *(_long_cells(m, reached.get(arm, (0, 0))) if long else []),
                 ]
             )
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _long_cells(m: dict[str, Stat], reached: tuple[int, int]) -> list[str]:
+    got, n = reached
+    if not n:
+        return ["–", "–"]
+    speed = m["speedup_vs_long_scratch"].text("{:.2f}×")
+    if got < n:
+        speed = ("≥ " if got == 0 else "") + speed + f" (long scratch never got there on {n - got}/{n} seeds)"
+    return [m["long_scratch_tokens"].text(), speed]

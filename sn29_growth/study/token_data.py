@@ -58,11 +58,17 @@ class TokenSlice:
 
 @dataclass(frozen=True)
 class StudySlices:
-    """Where each phase reads: the base's slice, the arms' shared slice, the held-out slice."""
+    """Where each phase reads: the base's slice, the arms' shared slice, the held-out slice (and ``all``:
+    the first two together, for a scratch run as long as base + growth)."""
 
     base: TokenSlice
     arms: TokenSlice
     validation: TokenSlice
+
+    @property
+    def all(self) -> TokenSlice:
+        """The base's and the arms' tokens as one slice (one window per step of both phases)."""
+        return TokenSlice(self.base.folder, self.base.split, 0, self.base.count + self.arms.count - 1)
 
 
 def phase_tokens(steps: int, global_batch: int, seq_len: int) -> int:
@@ -95,6 +101,33 @@ def study_slices(
         arms=TokenSlice(corpus.folder, "train", n_base, n_arms),
         validation=TokenSlice(corpus.folder, "held_out", 0, held),
     )
+
+
+EMBEDDED = "embedded"
+
+
+def write_embedded_token_corpus(folder: str | os.PathLike) -> TokenCorpus:
+    """The embedded corpus (its train and held-out parts, embedded tokenizer) as a token corpus folder;
+    an existing folder is reused. ``tokens: embedded`` in a study config reads it."""
+    from importlib import resources
+
+    from sn29_growth.corpus import load_corpus
+    from sn29_growth.study.tokens import write_token_corpus
+    from sn29_growth.tokenizer import embedded_tokenizer
+
+    if (Path(folder) / "manifest.json").is_file():
+        return open_token_corpus(folder)
+    tok, corpus = embedded_tokenizer(), load_corpus()
+    splits = {name: [tok(s.text)["input_ids"] for s in corpus.split(name)] for name in ("train", "held_out")}
+    with resources.as_file(resources.files("sn29_growth").joinpath("data/tokenizer.json")) as path:
+        return write_token_corpus(
+            folder,
+            path,
+            splits,
+            eos_id=tok.eos_token_id,
+            vocab_size=len(tok),
+            extra={"sources": ["sn29_growth/data/corpus.json.gz (the embedded corpus)"]},
+        )
 
 
 def corpus_tokenizer(corpus: TokenCorpus):
