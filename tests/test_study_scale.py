@@ -250,6 +250,11 @@ def test_speedup_against_a_long_scratch_run():
     m = arm_metrics(grown, base, None, 0.0, long)
     assert m["long_scratch_tokens"] == pytest.approx(300) and m["long_scratch_reached"]
     assert m["speedup_vs_long_scratch"] == pytest.approx(300 / 200)  # 100 base + 100 after growth
+    assert m["tokens_to_long_scratch_total"] is None  # the arm (2.5 at best) never reaches 2.0
+    easy = {**long, "final_loss": 3.0, "curve": long["curve"][:2]}
+    e = arm_metrics(grown, base, None, 0.0, easy)
+    assert e["tokens_to_long_scratch_total"] == pytest.approx(100 + 100)  # 3.0 at 100 tokens after growth
+    assert e["speedup_at_long_scratch_loss"] == pytest.approx(200 / 200)
     better = arm_metrics({**grown, "final_loss": 1.5}, base, None, 0.0, long)
     assert not better["long_scratch_reached"] and better["speedup_vs_long_scratch"] == pytest.approx(2.0)
     per_run = study_metrics([grown, long], [base], 0.0)

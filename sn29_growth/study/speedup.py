@@ -17,7 +17,9 @@ linear in tokens (:func:`loss_at`, :func:`tokens_to_reach`). Per arm and seed (:
   ``long_scratch_tokens`` it needs to reach this arm's final loss, and ``speedup_vs_long_scratch`` =
   that ÷ the tokens this arm spent in all (the base's included) — the anchors' "× fewer tokens than
   scratch to the same loss". When the long run never gets there, the speed-up is at least its length ÷
-  the arm's tokens: that lower bound is reported, with ``long_scratch_reached`` false.
+  the arm's tokens: that lower bound is reported, with ``long_scratch_reached`` false. The other way
+  round, ``tokens_to_long_scratch_total`` is what this arm needs, the base's tokens included, to reach the
+  long run's final loss, and ``speedup_at_long_scratch_loss`` = the long run's tokens to that loss ÷ it.
 
 ``None`` means never reached within the run. :func:`summarize_metrics` gives mean and sample standard
 deviation over the seeds that reached, with how many did.
@@ -38,6 +40,8 @@ METRICS = (
     "loss_at_scratch_tokens",
     "long_scratch_tokens",
     "speedup_vs_long_scratch",
+    "tokens_to_long_scratch_total",
+    "speedup_at_long_scratch_loss",
 )
 
 
@@ -93,6 +97,13 @@ def arm_metrics(
         out["long_scratch_reached"] = need is not None
         out["long_scratch_tokens"] = need
         out["speedup_vs_long_scratch"] = (need if need is not None else long["tokens"]) / spent
+        after = tokens_to_reach(curve, long["final_loss"])
+        if after is not None:
+            total = after + spent - arm["tokens"]
+            out["tokens_to_long_scratch_total"] = total
+            out["speedup_at_long_scratch_loss"] = _ratio(
+                tokens_to_reach(long["curve"], long["final_loss"]), total
+            )
     if scratch is None:
         return out
     target = scratch["final_loss"]
@@ -209,7 +220,12 @@ def markdown_tokens_table(
         "loss at scratch's tokens",
     ]
     if long:
-        head += ["long scratch: tokens to this final loss", "speed-up vs long scratch (incl. base)"]
+        head += [
+            "long scratch: tokens to this arm's final loss",
+            "speed-up to this arm's final loss (incl. base)",
+            "tokens incl. base to long scratch's final loss",
+            "speed-up to long scratch's final loss (incl. base)",
+        ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, m in summary.items():
         lines.append(
@@ -235,8 +251,13 @@ def markdown_tokens_table(
 def _long_cells(m: dict[str, Stat], reached: tuple[int, int]) -> list[str]:
     got, n = reached
     if not n:
-        return ["–", "–"]
+        return ["–"] * 4
     speed = m["speedup_vs_long_scratch"].text("{:.2f}×")
     if got < n:
         speed = ("≥ " if got == 0 else "") + speed + f" (long scratch never got there on {n - got}/{n} seeds)"
-    return [m["long_scratch_tokens"].text(), speed]
+    return [
+        m["long_scratch_tokens"].text(),
+        speed,
+        m["tokens_to_long_scratch_total"].text(),
+        m["speedup_at_long_scratch_loss"].text("{:.2f}×"),
+    ]
