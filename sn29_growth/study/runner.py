@@ -11,6 +11,11 @@ Equal terms: every arm trains ``train.steps`` steps of ``batch_size × seq_len``
 optimizer and schedule, shuffling the training windows with ``seed + data_seed_offset`` (so each arm of a
 seed sees the same windows in the same order, and not the base phase's order again), and is validated on
 the same held-out windows. The loss right after growth is the step-0 validation of the arm's run.
+
+With ``tokens`` (a token corpus folder, :mod:`sn29_growth.study.token_data`) the reading is single-epoch:
+the base reads the first tokens of the train split, every arm the same next ones, a ``reads: all``
+scratch arm both; the models take the corpus's vocabulary and tokenizer. An arm's own knobs
+(``param_dtype``, ``warmup_steps``, ``new_lr_warmup``, ``new_only_steps``) override the shared ``train``.
 """
 
 from __future__ import annotations
