@@ -1,8 +1,10 @@
 """Growth-strategy study (``sn29 study``): one base model, one target shape, every growth strategy.
 
 Modules: :mod:`.config` (the YAML config), :mod:`.arms` (each arm's starting checkpoint, including the
-non-preserving depth copy), :mod:`.runner` (base and arm training on equal terms), :mod:`.report`
-(statistics over seeds, JSON/CSV/Markdown), :mod:`.plot` (PNG).
+non-preserving depth copy), :mod:`.runner` (base and arm training on equal terms), :mod:`.token_data`
+(single-epoch slices of a token corpus folder, :mod:`.tokens`), :mod:`.speedup` (tokens to beat the base
+and to reach scratch's loss, speed-ups over scratch), :mod:`.report` (statistics over seeds,
+JSON/CSV/Markdown), :mod:`.plot` (PNG).
 """
 
 from sn29_growth.study.config import (

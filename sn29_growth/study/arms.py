@@ -38,24 +38,41 @@ class Prepared:
     copied_blocks: tuple[tuple[int, int], ...] = ()  # (inserted block, the block it copies)
 
 
-def save_tiny(model: torch.nn.Module, path: Path) -> Path:
-    """Save a model with the embedded tokenizer (the study's checkpoint format)."""
-    save_model(model, path, tokenizer=embedded_tokenizer())
+@dataclass(frozen=True)
+class Vocabulary:
+    """The models' vocabulary: config overrides (``vocab_size``, EOS id) and the tokenizer saved with
+    every checkpoint. The default is the embedded tokenizer and the tiny configs' vocabulary."""
+
+    overrides: tuple[tuple[str, int], ...] = ()
+    tokenizer: object | None = None
+
+    def make_tokenizer(self):
+        return self.tokenizer if self.tokenizer is not None else embedded_tokenizer()
+
+
+def save_tiny(model: torch.nn.Module, path: Path, vocab: Vocabulary | None = None) -> Path:
+    """Save a model with its tokenizer (the study's checkpoint format)."""
+    save_model(model, path, tokenizer=(vocab or Vocabulary()).make_tokenizer())
     return path
 
 
-def build_base(base: BaseConfig, seed: int, path: Path) -> Path:
+def build_base(base: BaseConfig, seed: int, path: Path, vocab: Vocabulary | None = None) -> Path:
     """The untrained base model of ``seed`` at ``path`` (kept if it is already there)."""
+    vocab = vocab or Vocabulary()
     if not (path / CONFIG_FILE).is_file():
-        save_tiny(build_tiny(base.variant, seed=seed, init_std=base.init_std, **base.shape), path)
+        shape = {**dict(vocab.overrides), **base.shape}
+        save_tiny(build_tiny(base.variant, seed=seed, init_std=base.init_std, **shape), path, vocab)
     return path
 
 
-def build_scratch(base: BaseConfig, target: dict[str, int], seed: int, path: Path) -> Path:
+def build_scratch(
+    base: BaseConfig, target: dict[str, int], seed: int, path: Path, vocab: Vocabulary | None = None
+) -> Path:
     """A fresh model of the target shape, initialised like the base model was (same variant, seed)."""
+    vocab = vocab or Vocabulary()
     if not (path / CONFIG_FILE).is_file():
-        model = build_tiny(base.variant, seed=seed, init_std=base.init_std, **{**base.shape, **target})
-        save_tiny(model, path)
+        shape = {**dict(vocab.overrides), **base.shape, **target}
+        save_tiny(build_tiny(base.variant, seed=seed, init_std=base.init_std, **shape), path, vocab)
     return path
 
 
@@ -100,14 +117,20 @@ def copy_block_writers(model_dir: Path, pairs: list[tuple[int, int]]) -> None:
 
 
 def prepare_arm(
-    arm: ArmConfig, base_dir: Path, base: BaseConfig, target: dict[str, int], seed: int, path: Path
+    arm: ArmConfig,
+    base_dir: Path,
+    base: BaseConfig,
+    target: dict[str, int],
+    seed: int,
+    path: Path,
+    vocab: Vocabulary | None = None,
 ) -> Prepared:
     """The checkpoint ``arm`` starts from (``path`` is used by grow and scratch arms)."""
     t0 = time.perf_counter()
     if arm.kind == "continue":
         return Prepared(base_dir, 0.0)
     if arm.kind == "scratch":
-        return Prepared(build_scratch(base, target, seed, path), time.perf_counter() - t0)
+        return Prepared(build_scratch(base, target, seed, path, vocab), time.perf_counter() - t0)
     pairs: tuple[tuple[int, int], ...] = ()
     if not (path / RECIPE_FILE).is_file():
         report = grow_checkpoint(base_dir, path, growth_spec(arm, target, seed))

@@ -10,8 +10,11 @@ same optimizer settings, the same data order and the same number of tokens. Layo
     target: {hidden_size: 128, intermediate_size: 320, num_hidden_layers: 4,
              num_attention_heads: 8, num_key_value_heads: 8}
     train: {steps: 80, lr: 2.0e-3, batch_size: 8, seq_len: 128, eval_every: 10, ...}
+    tokens: study-data   # optional: a token corpus folder, read single-epoch (see study/token_data.py)
     arms:
       - {name: divisor, kind: grow, hidden_method: divisor}
+      - {name: stock-bf16, kind: grow, hidden_method: stock, param_dtype: bfloat16}
+      - {name: divisor-new-only, kind: grow, new_only_steps: 20}
       - {name: plain-copy, kind: grow, depth: copy}
       - {name: continue, kind: continue}
       - {name: scratch, kind: scratch}
@@ -32,9 +35,11 @@ from sn29_growth.growth.spec import HIDDEN_METHODS, INITS, PLACEMENTS
 from sn29_growth.tiny import VARIANTS
 
 ARM_KINDS = ("grow", "continue", "scratch")
+READS = ("arms", "all")
 DEPTH_METHODS = ("identity", "copy")
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("auto", "float32", "bfloat16")
+PARAM_DTYPES = ("float32", "bfloat16")
 SCHEDULES = ("cosine", "linear", "constant")
 TARGET_KEYS = (
     "hidden_size",
@@ -46,6 +51,9 @@ TARGET_KEYS = (
 SHAPE_KEYS = (*TARGET_KEYS, "head_dim", "max_position_embeddings")
 DEFAULT_CONFIG = "study_default.yaml"
 GPU_CONFIG = "study_gpu.yaml"
+SCALE_CONFIG = "study_scale.yaml"
+SCALE_CPU_CONFIG = "study_scale_cpu.yaml"
+PACKAGED_CONFIGS = (DEFAULT_CONFIG, GPU_CONFIG, SCALE_CONFIG, SCALE_CPU_CONFIG)
 
 
 def _int_at_least(name: str, value: Any, low: int) -> None:
@@ -137,7 +145,14 @@ class PhaseConfig:
 class ArmConfig:
     """One arm. ``grow``: grow the base with these growth options; ``continue``: train the base model
     on; ``scratch``: a freshly initialised model of the target shape. ``depth: copy`` replaces the
-    identity blocks of a grown model by plain copies of their neighbour (non-preserving stacking)."""
+    identity blocks of a grown model by plain copies of their neighbour (non-preserving stacking).
+
+    Training knobs of one arm (the rest of ``train`` is shared): ``param_dtype: bfloat16`` stores and
+    updates the weights and Adam moments in bf16 (no fp32 master copy); ``warmup_steps`` and
+    ``new_lr_warmup`` override the shared values (``warmup_steps: 0``: no learning-rate re-warm);
+    ``new_only_steps`` trains only the elements growth added for that many first steps. ``reads: all``
+    (a scratch arm of a token-corpus study) trains on the base's tokens and the arms' tokens, ``base.steps
+    + train.steps`` steps: the from-scratch run that the tokens of base + growth are compared with."""
 
     name: str
     kind: str = "grow"
@@ -146,6 +161,11 @@ class ArmConfig:
     noise: float | None = None
     depth: str = "identity"
     layer_placement: str = "interleaved"
+    param_dtype: str = "float32"
+    warmup_steps: int | None = None
+    new_lr_warmup: int | None = None
+    new_only_steps: int = 0
+    reads: str = "arms"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("."):
@@ -163,6 +183,20 @@ class ArmConfig:
             raise ValueError(f"{where}.depth: must be one of {', '.join(DEPTH_METHODS)}, got {self.depth!r}")
         if self.layer_placement not in PLACEMENTS or self.layer_placement == "positions":
             raise ValueError(f"{where}.layer_placement: must be 'interleaved' or 'append'")
+        if self.param_dtype not in PARAM_DTYPES:
+            raise ValueError(
+                f"{where}.param_dtype: must be one of {', '.join(PARAM_DTYPES)}, got {self.param_dtype!r}"
+            )
+        for name in ("warmup_steps", "new_lr_warmup"):
+            if getattr(self, name) is not None:
+                _int_at_least(f"{where}.{name}", getattr(self, name), 0)
+        _int_at_least(f"{where}.new_only_steps", self.new_only_steps, 0)
+        if self.reads not in READS:
+            raise ValueError(f"{where}.reads: must be one of {', '.join(READS)}, got {self.reads!r}")
+        if self.reads == "all" and self.kind != "scratch":
+            raise ValueError(f"{where}.reads: 'all' is for a scratch arm (the others start from the base)")
+        if self.new_only_steps and self.kind != "grow":
+            raise ValueError(f"{where}.new_only_steps: only a grow arm has new elements to train alone")
 
     @property
     def grown(self) -> bool:
@@ -175,13 +209,28 @@ class ArmConfig:
 
     def label(self) -> str:
         if self.kind != "grow":
-            return self.kind
+            return ", ".join([self.kind, *self.knobs()])
         parts = [self.hidden_method, self.init]
         if self.noise is not None:
             parts.append(f"noise={self.noise:g}")
         if self.depth == "copy":
             parts.append("depth=copy")
-        return ", ".join(parts)
+        return ", ".join(parts + self.knobs())
+
+    def knobs(self) -> list[str]:
+        """The arm's training overrides, for labels."""
+        out = []
+        if self.param_dtype != "float32":
+            out.append(f"{self.param_dtype} weights")
+        if self.warmup_steps is not None:
+            out.append(f"warmup={self.warmup_steps}")
+        if self.new_lr_warmup is not None:
+            out.append(f"new_lr_warmup={self.new_lr_warmup}")
+        if self.new_only_steps:
+            out.append(f"new_only={self.new_only_steps}")
+        if self.reads == "all":
+            out.append("base + arm tokens")
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,8 +246,10 @@ class StudyConfig:
     threads: int = 1  # torch CPU threads (0: leave torch's default)
     data: str = "local"  # 'local' (embedded corpus, train part) or a .txt/.jsonl file
     validation: str | None = None  # None: the embedded corpus's held-out part; else a .txt/.jsonl file
+    tokens: str | None = None  # a token corpus folder: single-epoch slices of it replace data/validation
     data_seed_offset: int = 1000  # arms shuffle with seed + offset: not the base phase's order again
     preserve_tolerance: float = 1e-5  # |loss after growth - base loss| allowed for preserving arms
+    beat_margin: float = 1e-3  # an arm beats the base once its loss is below the base's by this much
     keep_models: bool = False  # keep every arm's trained weights (else only logs and summaries)
 
     def __post_init__(self) -> None:
@@ -235,8 +286,21 @@ class StudyConfig:
             raise ValueError(f"data: must be 'local' or a file path, got {self.data!r}")
         if self.validation is not None and not isinstance(self.validation, str):
             raise ValueError(f"validation: must be a file path or null, got {self.validation!r}")
+        if self.tokens is not None:
+            if not isinstance(self.tokens, str) or not self.tokens:
+                raise ValueError(f"tokens: must be a token corpus folder, got {self.tokens!r}")
+            if self.data != "local" or self.validation is not None:
+                raise ValueError("tokens: a token corpus replaces data and validation; leave those unset")
+        for arm in arms:
+            if arm.reads == "all" and self.tokens is None:
+                raise ValueError(f"arms[{arm.name}].reads: 'all' needs a token corpus (tokens)")
+            if arm.new_only_steps > self.train.steps:
+                raise ValueError(
+                    f"arms[{arm.name}].new_only_steps: {arm.new_only_steps} exceeds train.steps={self.train.steps}"
+                )
         _int_at_least("data_seed_offset", self.data_seed_offset, 0)
         _positive("preserve_tolerance", self.preserve_tolerance)
+        _non_negative("beat_margin", self.beat_margin)
         if not isinstance(self.keep_models, bool):
             raise ValueError(f"keep_models: must be a bool, got {self.keep_models!r}")
 
@@ -300,10 +364,13 @@ def parse_study(text: str, where: str = "study config") -> StudyConfig:
 
 
 def load_study_config(path: str | os.PathLike | None = None) -> StudyConfig:
-    """The study in ``path`` (YAML), or the packaged default study when ``path`` is None."""
+    """The study in ``path`` (YAML), or the packaged default study when ``path`` is None; a bare name of a
+    packaged config (``study_scale.yaml``) that is not a file here reads the packaged one."""
     if path is None:
         return parse_study(packaged_config_text(), DEFAULT_CONFIG)
     p = Path(path)
+    if not p.is_file() and p.name == str(path) and p.name in PACKAGED_CONFIGS:
+        return parse_study(packaged_config_text(p.name), p.name)
     if not p.is_file():
         raise FileNotFoundError(f"--config: {p} does not exist")
     return parse_study(p.read_text(encoding="utf-8"), str(p))

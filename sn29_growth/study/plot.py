@@ -96,3 +96,30 @@ def plot_finals(summaries, base_loss: float, path: str | os.PathLike, title: str
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_total_tokens(arms: list[dict], bases: list[dict], path: str | os.PathLike, title: str = "") -> None:
+    """Held-out loss vs all tokens spent: the base model's training, then each grown arm from where the
+    base stopped; scratch starts at zero (the view of the "× fewer tokens than scratch" anchors)."""
+    fig = _figure(8, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    tokens, mid, lo, hi = _mean_curve(bases)
+    ax.plot(tokens, mid, color="tab:red", linewidth=1.5, label="base model")
+    ax.fill_between(tokens, lo, hi, color="tab:red", alpha=0.12, linewidth=0)
+    offset = bases[0]["tokens"]
+    for i, name in enumerate(dict.fromkeys(r["arm"] for r in arms)):
+        records = [r for r in arms if r["arm"] == name]
+        tokens, mid, lo, hi = _mean_curve(records)
+        scratch = records[0]["kind"] == "scratch"
+        shift = 0 if scratch else offset
+        style = {"color": "black", "linewidth": 2.0, "linestyle": "--"} if scratch else {"color": f"C{i}"}
+        xs = [t + shift for t in tokens]
+        ax.plot(xs, mid, label=name, **style)
+        ax.fill_between(xs, lo, hi, color=style["color"], alpha=0.1, linewidth=0)
+    ax.axvline(offset, color="grey", linestyle=":", linewidth=1.0)
+    ax.set_xlabel("tokens trained in total (base model + after growth)")
+    ax.set_ylabel("held-out loss (nats / token)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{title}: mean over {len(bases)} seeds, band = min..max", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    _save(fig, path)

@@ -6,7 +6,11 @@ Files written into the report directory:
   per-arm summary;
 - ``runs.csv``: one row per seed × arm; ``curves.csv``: one row per validation point;
 - ``summary.csv`` and ``summary.md``: per arm, mean ± std over seeds, and the gap to the best arm;
-- ``loss_vs_tokens.png`` and ``final_loss.png`` (see :mod:`sn29_growth.study.plot`).
+- ``tokens_saved.csv`` and ``tokens_saved.md``: per arm, the tokens to beat the base and to reach
+  scratch's final loss, and the speed-ups over scratch (:mod:`sn29_growth.study.speedup`); the
+  Markdown table is also appended to ``summary.md``;
+- ``loss_vs_tokens.png``, ``loss_vs_total_tokens.png`` and ``final_loss.png`` (see
+  :mod:`sn29_growth.study.plot`).
 
 Gaps are paired by seed (every arm of a seed grows the same base model and sees the same windows): the
 gap of an arm is the mean over seeds of (its loss − the best arm's loss). It *exceeds the seed spread*
@@ -28,6 +32,14 @@ from typing import Any
 
 from sn29_growth.atomic import atomic_write_json, atomic_write_text
 from sn29_growth.study.runner import StudyRun
+from sn29_growth.study.speedup import (
+    METRICS,
+    jsonable,
+    long_scratch_reached,
+    markdown_tokens_table,
+    study_metrics,
+    summarize_metrics,
+)
 
 RUN_FIELDS = (
     "arm",
@@ -254,7 +266,7 @@ def read_run(path: str | Path) -> StudyRun:
 
 def write_report(run: StudyRun, report_dir: str | Path) -> dict[str, Path]:
     """Write every report file of ``run`` into ``report_dir``; returns name → path."""
-    from sn29_growth.study.plot import plot_curves, plot_finals
+    from sn29_growth.study.plot import plot_curves, plot_finals, plot_total_tokens
 
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,8 +281,17 @@ def write_report(run: StudyRun, report_dir: str | Path) -> dict[str, Path]:
             "summary.md",
             "loss_vs_tokens.png",
             "final_loss.png",
+            "tokens_saved.csv",
+            "tokens_saved.md",
+            "loss_vs_total_tokens.png",
         )
     }
+    per_run = study_metrics(run.arms, run.bases, run.config.beat_margin)
+    saved = summarize_metrics(per_run)
+    runs = [
+        {**r, "metrics": {k: jsonable(v) for k, v in per_run[(r["arm"], r["seed"])].items()}}
+        for r in run.arms
+    ]
     bases = {b["seed"]: b for b in run.bases}
     document = {
         "config": run.config.to_dict(),
@@ -278,10 +299,23 @@ def write_report(run: StudyRun, report_dir: str | Path) -> dict[str, Path]:
         "wall_s": run.wall_s,
         "bases": run.bases,
         "summary": [s.to_dict() for s in summaries],
-        "runs": run.arms,
+        "tokens_saved": {arm: {k: st.to_dict() for k, st in m.items()} for arm, m in saved.items()},
+        "runs": runs,
     }
     atomic_write_json(paths["study.json"], document)
-    atomic_write_text(paths["runs.csv"], _csv(run.arms, RUN_FIELDS))
+    atomic_write_text(paths["runs.csv"], _csv([{**r, **r["metrics"]} for r in runs], (*RUN_FIELDS, *METRICS)))
+    saved_rows = [
+        {"arm": arm, **{f"{k}_{part}": st.to_dict()[part] for k, st in m.items() for part in ("mean", "std")}}
+        for arm, m in saved.items()
+    ]
+    saved_columns = ["arm", *(f"{k}_{part}" for k in METRICS for part in ("mean", "std"))]
+    reached = {arm: m["tokens_to_scratch"] for arm, m in saved.items()}
+    for row in saved_rows:
+        row["seeds_reaching_scratch"] = reached[row["arm"]].reached
+    atomic_write_text(paths["tokens_saved.csv"], _csv(saved_rows, [*saved_columns, "seeds_reaching_scratch"]))
+    labels = {s.arm: s.label for s in summaries}
+    tokens_md = markdown_tokens_table(saved, run.bases[0]["tokens"], labels, long_scratch_reached(per_run))
+    atomic_write_text(paths["tokens_saved.md"], tokens_md)
     curve_rows = [
         {"arm": "base", "seed": b["seed"], "phase": "base", **p} for b in run.bases for p in b["curve"]
     ] + [
@@ -301,7 +335,11 @@ def write_report(run: StudyRun, report_dir: str | Path) -> dict[str, Path]:
         f"{summaries[0].tokens:,} tokens ({summaries[0].epochs:.2f} epochs of {run.data.tokens_per_epoch:,} "
         f"tokens).\n\n"
     )
-    atomic_write_text(paths["summary.md"], header + markdown_table(summaries))
+    atomic_write_text(
+        paths["summary.md"],
+        header + markdown_table(summaries) + "\nTokens saved (mean ± std over seeds):\n\n" + tokens_md,
+    )
     plot_curves(run.arms, run.bases, paths["loss_vs_tokens.png"], title=run.config.name)
     plot_finals(summaries, mean(base_losses), paths["final_loss.png"], title=run.config.name)
+    plot_total_tokens(run.arms, run.bases, paths["loss_vs_total_tokens.png"], title=run.config.name)
     return paths

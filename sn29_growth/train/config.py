@@ -15,6 +15,7 @@ from sn29_growth.fields import boolean, fraction, int_at_least, non_negative, on
 
 SCHEDULES = ("cosine", "linear", "constant")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+PARAM_DTYPES = ("float32", "bfloat16")
 SAVE_DTYPES = ("source", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "on", "off")
@@ -125,6 +126,9 @@ class TrainConfig:
     dtype: str = setting(
         "auto", "compute dtype (autocast); auto = bfloat16 on cuda, float32 on cpu", choices=COMPUTE_DTYPES
     )
+    param_dtype: str = setting(
+        "float32", "dtype the weights (and Adam moments) are stored and updated in", choices=PARAM_DTYPES
+    )
     save_dtype: str = setting(
         "source",
         "dtype of the saved model; source = the dtype the input checkpoint declares",
@@ -157,6 +161,7 @@ class TrainConfig:
         int_at_least("eval_every", self.eval_every, 0)
         one_of("device", self.device, DEVICES)
         one_of("dtype", self.dtype, COMPUTE_DTYPES)
+        one_of("param_dtype", self.param_dtype, PARAM_DTYPES)
         one_of("save_dtype", self.save_dtype, SAVE_DTYPES)
         one_of("compile", self.compile, COMPILE_MODES)
         for name in ("fsdp", "cpu_offload"):

@@ -124,6 +124,14 @@ def token_stream(tokenizer, texts: Sequence[str]) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.int32)
 
 
+def source_tokens(tokenizer, source: TextSource, epoch: int) -> torch.Tensor:
+    """The token stream of ``source``'s epoch: its own ids when it has ``token_ids(epoch)`` (a token
+    corpus slice), else its texts tokenized by :func:`token_stream`."""
+    if hasattr(source, "token_ids"):
+        return source.token_ids(epoch)
+    return token_stream(tokenizer, source.texts(epoch))
+
+
 def pack(stream: torch.Tensor, seq_len: int) -> torch.Tensor:
     """Windows ``[n, seq_len + 1]`` of ``stream`` with stride ``seq_len`` (the tail is dropped)."""
     n = (stream.numel() - 1) // seq_len
@@ -140,7 +148,7 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 
 
 def validation_windows(tokenizer, source: TextSource, seq_len: int, max_windows: int) -> torch.Tensor:
-    windows = pack(token_stream(tokenizer, source.texts(0)), seq_len)
+    windows = pack(source_tokens(tokenizer, source, 0), seq_len)
     return windows[evenly_spaced(windows.shape[0], max_windows)].long()
 
 
@@ -170,7 +178,7 @@ class PackedStream:
 
     def epoch_windows(self, epoch: int) -> torch.Tensor:
         if self._epoch != epoch:
-            windows = pack(token_stream(self.tokenizer, self.source.texts(epoch)), self.seq_len)
+            windows = pack(source_tokens(self.tokenizer, self.source, epoch), self.seq_len)
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._windows = windows[torch.randperm(windows.shape[0], generator=gen)]
             self._epoch = epoch

@@ -405,10 +405,14 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], step: int | Non
 
 
 def load_training_model(weights_dir: Path, config: TrainConfig) -> torch.nn.Module:
-    """The weights to train, loaded on the CPU: fp32 master weights (the optimizer updates these)."""
+    """The weights to train, loaded on the CPU in ``config.param_dtype`` (the optimizer updates these):
+    fp32 master weights by default."""
     with quiet_hf_progress():
         return load_model(
-            weights_dir, dtype=torch.float32, device="cpu", attn_implementation=config.attn_implementation
+            weights_dir,
+            dtype=DTYPES[config.param_dtype],
+            device="cpu",
+            attn_implementation=config.attn_implementation,
         )
 
 
