@@ -289,7 +289,7 @@ def test_stats_over_seeds_count_the_seeds_that_reached():
 # ------------------------------------------------------------------------------------ bf16 weights
 
 
-def test_bf16_param_dtype_stores_weights_and_moments_in_bf16(tmp_path):
+def test_bf16_param_dtype_stores_weights_in_bf16_moments_stay_fp32(tmp_path):
     from sn29_growth.study.arms import save_tiny
     from sn29_growth.tiny import build_tiny
     from sn29_growth.train import TrainConfig
@@ -302,7 +302,10 @@ def test_bf16_param_dtype_stores_weights_and_moments_in_bf16(tmp_path):
         config = TrainConfig(device="cpu", param_dtype=dtype)
         model, optimizer, _, _ = build_model_and_optimizer(tmp_path / "m", tmp_path / "m", config, ctx)
         assert {p.dtype for p in model.parameters()} == {torch_dtype}
-        assert {s["exp_avg"].dtype for s in optimizer.state.values()} == {torch_dtype}
+        model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+        optimizer.step()
+        assert {p.dtype for p in model.parameters()} == {torch_dtype}  # updated in place, in that dtype
+        assert {s["exp_avg"].dtype for s in optimizer.state.values()} == {torch.float32}
     with pytest.raises(ValueError, match="param_dtype"):
         TrainConfig(param_dtype="float16")
 

@@ -148,7 +148,7 @@ class ArmConfig:
     identity blocks of a grown model by plain copies of their neighbour (non-preserving stacking).
 
     Training knobs of one arm (the rest of ``train`` is shared): ``param_dtype: bfloat16`` stores and
-    updates the weights and Adam moments in bf16 (no fp32 master copy); ``warmup_steps`` and
+    updates the weights in bf16 (no fp32 master copy; Adam moments stay fp32); ``warmup_steps`` and
     ``new_lr_warmup`` override the shared values (``warmup_steps: 0``: no learning-rate re-warm);
     ``new_only_steps`` trains only the elements growth added for that many first steps. ``reads: all``
     (a scratch arm of a token-corpus study) trains on the base's tokens and the arms' tokens, ``base.steps

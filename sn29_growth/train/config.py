@@ -127,7 +127,9 @@ class TrainConfig:
         "auto", "compute dtype (autocast); auto = bfloat16 on cuda, float32 on cpu", choices=COMPUTE_DTYPES
     )
     param_dtype: str = setting(
-        "float32", "dtype the weights (and Adam moments) are stored and updated in", choices=PARAM_DTYPES
+        "float32",
+        "dtype the weights are stored and updated in (Adam moments stay float32)",
+        choices=PARAM_DTYPES,
     )
     save_dtype: str = setting(
         "source",
