@@ -24,13 +24,13 @@ Every invalid value raises ``ValueError`` naming its field.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sn29_growth.fields import int_at_least, non_negative, positive
 from sn29_growth.growth.spec import HIDDEN_METHODS, INITS, PLACEMENTS
 from sn29_growth.tiny import VARIANTS
 
@@ -56,33 +56,13 @@ SCALE_CPU_CONFIG = "study_scale_cpu.yaml"
 PACKAGED_CONFIGS = (DEFAULT_CONFIG, GPU_CONFIG, SCALE_CONFIG, SCALE_CPU_CONFIG)
 
 
-def _int_at_least(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
-
-
-def _positive(name: str, value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
-
-
 def _shape(name: str, value: Any, allowed: tuple[str, ...]) -> dict[str, int]:
     if not isinstance(value, dict):
         raise ValueError(f"{name}: must be a mapping, got {type(value).__name__}")
     for key, v in value.items():
         if key not in allowed:
             raise ValueError(f"{name}.{key}: unknown key (known: {', '.join(allowed)})")
-        _int_at_least(f"{name}.{key}", v, 1)
+        int_at_least(f"{name}.{key}", v, 1)
     return dict(value)
 
 
@@ -101,9 +81,9 @@ class BaseConfig:
             raise ValueError(f"base.variant: must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         object.__setattr__(self, "shape", _shape("base.shape", self.shape, SHAPE_KEYS))
         if self.init_std is not None:
-            _positive("base.init_std", self.init_std)
-        _int_at_least("base.steps", self.steps, 1)
-        _positive("base.lr", self.lr)
+            positive("base.init_std", self.init_std)
+        int_at_least("base.steps", self.steps, 1)
+        positive("base.lr", self.lr)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,19 +106,19 @@ class PhaseConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every"):
-            _int_at_least(f"train.{name}", getattr(self, name), 1)
-        _int_at_least("train.seq_len", self.seq_len, 2)
+            int_at_least(f"train.{name}", getattr(self, name), 1)
+        int_at_least("train.seq_len", self.seq_len, 2)
         for name in ("warmup_steps", "new_lr_warmup", "eval_windows"):
-            _int_at_least(f"train.{name}", getattr(self, name), 0)
-        _positive("train.lr", self.lr)
+            int_at_least(f"train.{name}", getattr(self, name), 0)
+        positive("train.lr", self.lr)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not (isinstance(self.min_lr_ratio, int | float) and 0 <= self.min_lr_ratio <= 1):
             raise ValueError(f"train.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio!r}")
-        _non_negative("train.weight_decay", self.weight_decay)
+        non_negative("train.weight_decay", self.weight_decay)
         if not (isinstance(self.beta2, int | float) and 0 <= self.beta2 < 1):
             raise ValueError(f"train.beta2: must be in [0, 1), got {self.beta2!r}")
-        _non_negative("train.grad_clip", self.grad_clip)
+        non_negative("train.grad_clip", self.grad_clip)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,7 +158,7 @@ class ArmConfig:
         if self.init not in INITS:
             raise ValueError(f"{where}.init: must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.noise is not None:
-            _non_negative(f"{where}.noise", self.noise)
+            non_negative(f"{where}.noise", self.noise)
         if self.depth not in DEPTH_METHODS:
             raise ValueError(f"{where}.depth: must be one of {', '.join(DEPTH_METHODS)}, got {self.depth!r}")
         if self.layer_placement not in PLACEMENTS or self.layer_placement == "positions":
@@ -189,8 +169,8 @@ class ArmConfig:
             )
         for name in ("warmup_steps", "new_lr_warmup"):
             if getattr(self, name) is not None:
-                _int_at_least(f"{where}.{name}", getattr(self, name), 0)
-        _int_at_least(f"{where}.new_only_steps", self.new_only_steps, 0)
+                int_at_least(f"{where}.{name}", getattr(self, name), 0)
+        int_at_least(f"{where}.new_only_steps", self.new_only_steps, 0)
         if self.reads not in READS:
             raise ValueError(f"{where}.reads: must be one of {', '.join(READS)}, got {self.reads!r}")
         if self.reads == "all" and self.kind != "scratch":
@@ -259,7 +239,7 @@ class StudyConfig:
         if not seeds:
             raise ValueError(f"seeds: must be a non-empty list of integers, got {self.seeds!r}")
         for s in seeds:
-            _int_at_least("seeds", s, 0)
+            int_at_least("seeds", s, 0)
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds: must be distinct, got {list(seeds)}")
         object.__setattr__(self, "seeds", seeds)
@@ -281,7 +261,7 @@ class StudyConfig:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        _int_at_least("threads", self.threads, 0)
+        int_at_least("threads", self.threads, 0)
         if not isinstance(self.data, str) or not self.data:
             raise ValueError(f"data: must be 'local' or a file path, got {self.data!r}")
         if self.validation is not None and not isinstance(self.validation, str):
@@ -298,9 +278,9 @@ class StudyConfig:
                 raise ValueError(
                     f"arms[{arm.name}].new_only_steps: {arm.new_only_steps} exceeds train.steps={self.train.steps}"
                 )
-        _int_at_least("data_seed_offset", self.data_seed_offset, 0)
-        _positive("preserve_tolerance", self.preserve_tolerance)
-        _non_negative("beat_margin", self.beat_margin)
+        int_at_least("data_seed_offset", self.data_seed_offset, 0)
+        positive("preserve_tolerance", self.preserve_tolerance)
+        non_negative("beat_margin", self.beat_margin)
         if not isinstance(self.keep_models, bool):
             raise ValueError(f"keep_models: must be a bool, got {self.keep_models!r}")
 

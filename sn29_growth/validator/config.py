@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sn29_growth.fields import int_at_least, non_negative, positive
+
 DEFAULT_WEIGHTS_INTERVAL_BLOCKS = 175  # ≈ 35 minutes
 VERSION_KEY = 1_000
 
@@ -38,19 +40,16 @@ class ValidatorConfig:
             object.__setattr__(self, "state_path", self.model_dir / "validator_state.json")
         else:
             object.__setattr__(self, "state_path", Path(self.state_path))
-        if self.netuid < 0:
-            raise ValueError(f"netuid must be >= 0, got {self.netuid}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
-        if self.eval_timeout_s <= 0:
-            raise ValueError("eval_timeout_s must be positive")
-        if self.weights_interval_blocks < 1:
-            raise ValueError("weights_interval_blocks must be >= 1")
-        if self.samples is not None and self.samples < 1:
-            raise ValueError("samples must be >= 1")
-        if self.revisit_every_steps < 1:
-            raise ValueError("revisit_every_steps must be >= 1")
+        int_at_least("netuid", self.netuid, 0)
+        if not isinstance(self.device, str) or (
+            self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:")
+        ):
+            raise ValueError(f"device: must be cpu, cuda or cuda:N, got {self.device!r}")
+        positive("eval_timeout_s", self.eval_timeout_s)
+        int_at_least("weights_interval_blocks", self.weights_interval_blocks, 1)
+        if self.samples is not None:
+            int_at_least("samples", self.samples, 1)
+        int_at_least("revisit_every_steps", self.revisit_every_steps, 1)
         if self.offline and self.models_file is None:
             raise ValueError("offline mode needs --models FILE.json")
-        if self.step_interval_s < 0:
-            raise ValueError("step_interval_s must be >= 0")
+        non_negative("step_interval_s", self.step_interval_s)
