@@ -137,7 +137,7 @@ def test_tokens_replace_data_and_validation():
 def test_scale_configs_have_every_arm_and_two_seeds(name):
     config = parse_study(packaged_config_text(name), name)
     assert {a.name for a in config.arms} == ARM_NAMES
-    assert len(config.seeds) >= 2 and config.tokens in ("study-data", "embedded")
+    assert len(config.seeds) >= 2 and config.tokens in ("study-data", "study-data-small")
     arms = {a.name: a for a in config.arms}
     assert arms["stock-bf16"].param_dtype == "bfloat16" and arms["stock-bf16"].hidden_method == "stock"
     assert arms["divisor-no-rewarm"].warmup_steps == 0
