@@ -115,7 +115,7 @@ def test_a_slice_trains_exactly_its_windows(token_corpus):
         ({"warmup_steps": -1}, "arms[a].warmup_steps"),
         ({"new_only_steps": 1.5}, "arms[a].new_only_steps"),
         ({"kind": "continue", "new_only_steps": 2}, "arms[a].new_only_steps"),
-        ({"new_only_steps": 99}, "arms[a].new_only_steps"),
+        ({"new_only_steps": 9999}, "arms[a].new_only_steps"),
         ({"reads": "all"}, "arms[a].reads"),
         ({"kind": "scratch", "reads": "some"}, "arms[a].reads"),
     ],
