@@ -47,12 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--held-out-fraction", type=float, default=defaults.held_out_fraction, help="share of documents"
     )
+    parser.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=defaults.chunk_tokens,
+        help="cut documents into pieces of N tokens, shuffled (0: whole documents)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
         settings = BuildSettings(
-            vocab_size=args.vocab, max_tokens=args.max_tokens, held_out_fraction=args.held_out_fraction
+            vocab_size=args.vocab,
+            max_tokens=args.max_tokens,
+            held_out_fraction=args.held_out_fraction,
+            chunk_tokens=args.chunk_tokens,
         )
         debs = download_debs(PINNED, args.cache) if args.download else locate_debs(PINNED, args.debs)
         corpus = build_corpus(

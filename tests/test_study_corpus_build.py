@@ -262,6 +262,27 @@ def test_token_cap_keeps_whole_documents_under_the_limit(tmp_path, tiny_debs):
     assert corpus.manifest["documents"]["dropped_for_token_cap"] > 0
 
 
+def test_chunked_build_shuffles_pieces_and_keeps_the_split(tmp_path, tiny_debs):
+    """chunk_tokens cuts every document into pieces of at most N tokens (each followed by EOS): the same
+    tokens in each split as the whole-document build, only cut and reordered."""
+    import numpy as np
+
+    folder, pkgs = tiny_debs
+    debs = locate_debs(pkgs, folder)
+    whole = BuildSettings(vocab_size=600, held_out_fraction=0.2, min_chars=200)
+    chunked = BuildSettings(vocab_size=600, held_out_fraction=0.2, min_chars=200, chunk_tokens=32)
+    a = build_corpus(debs, tmp_path / "whole", packages=pkgs, settings=whole)
+    b = build_corpus(debs, tmp_path / "chunked", packages=pkgs, settings=chunked)
+    assert b.manifest["settings"]["chunk_tokens"] == 32 and "chunk_tokens" not in a.manifest["settings"]
+    for split in ("train", "held_out"):
+        ta, tb = a.tokens(split), b.tokens(split)
+        pieces = np.split(tb, np.flatnonzero(tb == b.eos_id) + 1)[:-1]
+        assert max(len(p) - 1 for p in pieces) == 32 and len(pieces) > a.splits[split].documents
+        assert np.array_equal(np.sort(ta[ta != a.eos_id]), np.sort(tb[tb != b.eos_id])), split
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        BuildSettings(chunk_tokens=8)
+
+
 def test_bad_debs_are_named(tmp_path, tiny_debs):
     folder, pkgs = tiny_debs
     wrong = PinnedPackage("alpha-doc", "1.0-1", "0" * 64, pkgs[0].select)

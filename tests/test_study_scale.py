@@ -115,7 +115,7 @@ def test_a_slice_trains_exactly_its_windows(token_corpus):
         ({"warmup_steps": -1}, "arms[a].warmup_steps"),
         ({"new_only_steps": 1.5}, "arms[a].new_only_steps"),
         ({"kind": "continue", "new_only_steps": 2}, "arms[a].new_only_steps"),
-        ({"new_only_steps": 99}, "arms[a].new_only_steps"),
+        ({"new_only_steps": 9999}, "arms[a].new_only_steps"),
         ({"reads": "all"}, "arms[a].reads"),
         ({"kind": "scratch", "reads": "some"}, "arms[a].reads"),
     ],
@@ -137,7 +137,7 @@ def test_tokens_replace_data_and_validation():
 def test_scale_configs_have_every_arm_and_two_seeds(name):
     config = parse_study(packaged_config_text(name), name)
     assert {a.name for a in config.arms} == ARM_NAMES
-    assert len(config.seeds) >= 2 and config.tokens in ("study-data", "embedded")
+    assert len(config.seeds) >= 2 and config.tokens in ("study-data", "study-data-small")
     arms = {a.name: a for a in config.arms}
     assert arms["stock-bf16"].param_dtype == "bfloat16" and arms["stock-bf16"].hidden_method == "stock"
     assert arms["divisor-no-rewarm"].warmup_steps == 0

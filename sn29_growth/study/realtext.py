@@ -1038,6 +1038,10 @@ class BuildSettings:
     max_tokens: int = 30_000_000
     held_out_fraction: float = 0.03
     min_chars: int = 500
+    # 0: whole documents in a random order. N: every document cut into pieces of at most N tokens, the
+    # pieces in a random order (each followed by EOS), so that a short slice of the train split (a CPU
+    # study's) samples many documents instead of a few long ones.
+    chunk_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not 512 <= self.vocab_size <= 65536:
@@ -1048,6 +1052,8 @@ class BuildSettings:
             raise ValueError(f"held_out_fraction must be in (0, 0.5), got {self.held_out_fraction}")
         if self.min_chars < 0:
             raise ValueError(f"min_chars must be >= 0, got {self.min_chars}")
+        if self.chunk_tokens != 0 and self.chunk_tokens < 16:
+            raise ValueError(f"chunk_tokens must be 0 (whole documents) or >= 16, got {self.chunk_tokens}")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> str:
@@ -1127,9 +1133,16 @@ def build_corpus(
     log("tokenizer trained")
     order = sorted(kept, key=lambda d: stable_unit(d.id, "order"))
     ids = _encode(tokenizer_json, [d.text for d in order])
+    units = list(zip(order, ids, strict=True))
+    if settings.chunk_tokens:
+        c = settings.chunk_tokens
+        pieces = [(d, f"{d.id}#{i}", a[i : i + c]) for d, a in units for i in range(0, len(a), c)]
+        pieces.sort(key=lambda p: stable_unit(p[1], "order"))
+        units = [(d, a) for d, _, a in pieces]
     chosen: dict[str, list[np.ndarray]] = {"train": [], "held_out": []}
     total = dropped = 0
-    for doc, doc_ids in zip(order, ids, strict=True):
+    counted: set[str] = set()
+    for doc, doc_ids in units:
         n = len(doc_ids) + 1
         if total + n > settings.max_tokens:
             dropped += 1
@@ -1137,7 +1150,9 @@ def build_corpus(
         total += n
         part = split[doc.id]
         chosen[part].append(doc_ids)
-        sources[doc.package].documents[part] += 1
+        if doc.id not in counted:
+            counted.add(doc.id)
+            sources[doc.package].documents[part] += 1
         sources[doc.package].tokens[part] += n
     from tokenizers import Tokenizer
 
@@ -1164,8 +1179,9 @@ def build_corpus(
             "max_tokens": settings.max_tokens,
             "held_out_fraction": settings.held_out_fraction,
             "min_chars": settings.min_chars,
+            **({"chunk_tokens": settings.chunk_tokens} if settings.chunk_tokens else {}),
         },
-        "documents": {**vars(stats), "dropped_for_token_cap": dropped},
+        "documents": {**vars(stats), "dropped_for_token_cap": dropped},  # pieces when chunk_tokens
         "sources": source_rows,
     }
     with tempfile.TemporaryDirectory() as tmp:
