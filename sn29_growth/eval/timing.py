@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from sn29_growth.fields import non_negative
+
 STAGES = ("download", "startup", "checks", "tokenize", "hash", "load", "eval")
 OUTSIDE = ("startup", "checks", "tokenize", "hash", "load")
 
@@ -42,11 +44,7 @@ class StageTimes:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{f.name}: must be a finite number of seconds, got {value!r}")
-            if value < 0:
-                raise ValueError(f"{f.name}: must be >= 0, got {value!r}")
+            non_negative(f.name, getattr(self, f.name))
 
     @property
     def outside_s(self) -> float:

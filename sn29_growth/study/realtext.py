@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sn29_growth.fields import int_at_least
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -1046,12 +1048,10 @@ class BuildSettings:
     def __post_init__(self) -> None:
         if not 512 <= self.vocab_size <= 65536:
             raise ValueError(f"vocab_size must be in [512, 65536] (uint16 ids), got {self.vocab_size}")
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
+        int_at_least("max_tokens", self.max_tokens, 1)
         if not 0.0 < self.held_out_fraction < 0.5:
             raise ValueError(f"held_out_fraction must be in (0, 0.5), got {self.held_out_fraction}")
-        if self.min_chars < 0:
-            raise ValueError(f"min_chars must be >= 0, got {self.min_chars}")
+        int_at_least("min_chars", self.min_chars, 0)
         if self.chunk_tokens != 0 and self.chunk_tokens < 16:
             raise ValueError(f"chunk_tokens must be 0 (whole documents) or >= 16, got {self.chunk_tokens}")
 
