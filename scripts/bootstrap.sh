@@ -12,8 +12,15 @@ else
 fi
 stamp=".venv/.sn29-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"
+tokenizer_stack() {
+  # The network's tokenizer stack (transformers 4.44.0 + tokenizers 0.19.1, no torch), in which every
+  # tokenization runs: built once into .venv/sn29-network-tokenizers (~15 s), then only checked.
+  echo "==> the network's tokenizer stack"
+  .venv/bin/python -m sn29_growth.network.sidevenv
+}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import torch, sn29_growth, transformers_llama" 2>/dev/null; then
   echo "==> dependencies up to date (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
+  tokenizer_stack
   exit 0
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -24,4 +31,5 @@ fi
 echo "==> installing sn29-growth (editable) with test extras"
 .venv/bin/pip install -q -e ".[test]"
 echo "$want" > "$stamp"
+tokenizer_stack
 echo "==> ready: $(.venv/bin/python -c 'import torch, transformers, bittensor; print("torch", torch.__version__, "| transformers", transformers.__version__, "| bittensor", bittensor.__version__)')"

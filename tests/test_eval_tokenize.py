@@ -158,7 +158,7 @@ def test_round_trips_follow_the_network_s_decode(tokenizer, tmp_path):
     class defaults it off): such texts fail its round trip, so they fail ours too."""
     from sn29_growth.checkpoint import save_model
     from sn29_growth.eval.tokenize import network_decode
-    from sn29_growth.eval.tokenizers import load_tokenizer
+    from sn29_growth.eval.tokenizers import emulated_tokenizer, load_tokenizer
     from sn29_growth.tiny import build_tiny
 
     folder = tmp_path / "m"
@@ -169,12 +169,21 @@ def test_round_trips_follow_the_network_s_decode(tokenizer, tmp_path):
     del config["clean_up_tokenization_spaces"]  # silent: PreTrainedTokenizerFast defaults it on in 4.44
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     cleaned = load_tokenizer(folder, "llama")
-    assert network_decode(cleaned, cleaned("Hello , world")["input_ids"]) == "Hello, world"
-    assert cleaned.decode(cleaned("Hello , world")["input_ids"]) == "Hello , world"  # transformers 5
-    assert [tokenize_sample(cleaned, Sample("s", t), WIDE).failure for t in SPACED] == ["decode"] * 4
-    assert tokenize_sample(cleaned, Sample("s", "Hello, world."), WIDE).failure is None
+    assert cleaned.decode(cleaned("Hello , world")["input_ids"]) == "Hello, world"  # 4.44 itself
+    emulated = emulated_tokenizer(folder, "llama")
+    assert network_decode(emulated, emulated("Hello , world")["input_ids"]) == "Hello, world"
+    assert emulated.decode(emulated("Hello , world")["input_ids"]) == "Hello , world"  # transformers 5
+    for tok in (cleaned, emulated):
+        assert [tokenize_sample(tok, Sample("s", t), WIDE).failure for t in SPACED] == ["decode"] * 4
+        assert tokenize_sample(tok, Sample("s", "Hello, world."), WIDE).failure is None
     assert tokenizer_fingerprint(cleaned) != tokenizer_fingerprint(kept)  # never one cache entry
+    assert tokenizer_fingerprint(emulated) != tokenizer_fingerprint(cleaned)  # the engine is in the key
+    # declared LlamaTokenizer: 4.44 builds LlamaTokenizerFast, which prepends its BOS unless told not to,
+    # and does not clean up
     (folder / "tokenizer_config.json").write_text(json.dumps(dict(config, tokenizer_class="LlamaTokenizer")))
+    assert tokenize_sample(load_tokenizer(folder), Sample("s", SPACED[0]), WIDE).failure == "bos"
+    no_bos = dict(config, tokenizer_class="LlamaTokenizer", add_bos_token=False)
+    (folder / "tokenizer_config.json").write_text(json.dumps(no_bos))
     assert tokenize_sample(load_tokenizer(folder), Sample("s", SPACED[0]), WIDE).failure is None
 
 

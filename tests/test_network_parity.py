@@ -228,7 +228,9 @@ def test_a_stale_stamp_is_not_trusted(tmp_path, monkeypatch):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
-    (venv / STAMP_FILE).write_text(json.dumps({**STAMP, "transformers": "4.43.0"}))
+    (venv / STAMP_FILE).write_text(
+        json.dumps({**STAMP, "versions": {**STAMP["versions"], "transformers": "4.43.0"}})
+    )
     calls = []
 
     def fake_run(command, **kwargs):

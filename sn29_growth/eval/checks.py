@@ -164,5 +164,7 @@ def check_vocab(max_token_id: int, model: torch.nn.Module) -> str | None:
 
 def tokenizer_max_id(tokenizer) -> int:
     """The largest id the tokenizer can produce (its vocabulary plus added tokens)."""
+    if getattr(tokenizer, "exact", False):
+        return tokenizer.max_id
     ids = list(tokenizer.get_vocab().values())
     return max(ids) if ids else -1

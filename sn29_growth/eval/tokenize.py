@@ -10,12 +10,16 @@ The rule, as the subnet's validators apply it to every sample:
 3. the EOS id is appended unless the text was capped;
 4. more than ``max_sequence_len`` ids scores +inf (``max_sequence_len`` 0: no limit).
 
-Decoding follows the network's transformers (4.44), not ours: 4.44 cleans up tokenization spaces
-(``" ,"`` → ``","``, ``" n't"`` → ``"n't"``, …) unless ``tokenizer_config.json`` turns it off or the
-tokenizer's class defaults it off, so ``"Hello , world"`` fails the round trip there; transformers 5
-never cleans up. :func:`network_decode` decodes without clean-up and then applies 4.44's clean-up when
-the loaded tokenizer is marked for it (:data:`NETWORK_CLEAN_UP`, set by the evaluation's loader from the
-tokenizer's files), so a tokenizer the network rejects is rejected here too.
+Exact by construction. The network runs this rule on transformers 4.44.0 / tokenizers 0.19.1, whose
+tokenizer classes build some pipelines differently from transformers 5's (cl100k declared
+``GPT2TokenizerFast``, Llama tokenizers with ``add_bos_token: false``). A tokenizer loaded by
+:func:`sn29_growth.eval.tokenizers.load_tokenizer` is a
+:class:`~sn29_growth.network.exact.NetworkTokenizer`: the whole rule runs in a worker on that very
+stack, and the tokenization records its engine. Any other tokenizer object (one this package trained in
+memory, or transformers 5's when the network's stack cannot run here) goes through the emulation below:
+transformers 5's encoding, then 4.44's decode clean-up (``" ,"`` → ``","``, ``" n't"`` → ``"n't"``, …)
+when the tokenizer is marked for it (:data:`NETWORK_CLEAN_UP`); it agrees with the network only for the
+tokenizer families the slow parity suite shows identical (``tests/test_tokenizer_parity.py``).
 
 BOS tokens. A tokenizer that prepends a BOS token fails step 2 (the decoded text starts with the BOS
 string), so under the subnet's rule every sample is a decode failure and the tokenizer is rejected. That
@@ -38,6 +42,7 @@ from pathlib import Path
 from sn29_growth.atomic import atomic_write_json
 from sn29_growth.corpus import Sample
 from sn29_growth.eval.data import sample_key
+from sn29_growth.network.config import NETWORK_TOKENIZERS, NETWORK_TRANSFORMERS
 from sn29_growth.network.tokenizer import clean_up_tokenization
 
 log = logging.getLogger(__name__)
@@ -108,11 +113,17 @@ class Tokenized:
 
 @dataclass(frozen=True)
 class TokenizedSet:
-    """The samples of one evaluation tokenized by one tokenizer."""
+    """The samples of one evaluation tokenized by one tokenizer; ``engine`` names the stack that ran the
+    rule (:func:`tokenizer_engine`)."""
 
     tokenizer_fingerprint: str
     settings: TokenizeSettings
     items: tuple[Tokenized, ...]
+    engine: str = ""
+
+    @property
+    def exact(self) -> bool:
+        return self.engine == EXACT_ENGINE
 
     @property
     def decode_failures(self) -> int:
@@ -152,8 +163,23 @@ def cap_text(text: str, cap_sample_len: int) -> tuple[str, bool]:
     return (text[:cut] if cut >= 0 else text[:cap_sample_len]), True
 
 
+EXACT_ENGINE = f"transformers {NETWORK_TRANSFORMERS} / tokenizers {NETWORK_TOKENIZERS}"
+
+
+def tokenizer_engine(tokenizer) -> str:
+    """Which stack runs the rule for ``tokenizer``: the network's (exact) or an emulation on ours."""
+    if getattr(tokenizer, "exact", False):
+        return EXACT_ENGINE
+    import transformers
+
+    return f"emulated on transformers {transformers.__version__}"
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A digest of everything that decides how ``tokenizer`` encodes and decodes."""
+    """A digest of everything that decides how ``tokenizer`` encodes and decodes (for a tokenizer on the
+    network's stack: computed there, the stack's versions included)."""
+    if getattr(tokenizer, "exact", False):
+        return f"x{tokenizer.fingerprint}"
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -211,6 +237,14 @@ def tokenize_sample(tokenizer, sample: Sample, settings: TokenizeSettings) -> To
 
 
 def _tokenize(tokenizer, samples: Sequence[Sample], settings: TokenizeSettings) -> list[Tokenized]:
+    if getattr(tokenizer, "exact", False):
+        items = tokenizer.apply_rule(
+            [s.text for s in samples], settings.cap_sample_len, settings.max_sequence_len, settings.allow_bos
+        )
+        return [
+            Tokenized(s.id, ids, capped, failure)
+            for s, (ids, capped, failure) in zip(samples, items, strict=True)
+        ]
     if tokenizer.eos_token_id is None:
         raise ValueError("tokenizer has no eos_token_id; the per-sample rule appends EOS")
     capped = [cap_text(s.text, settings.cap_sample_len) for s in samples]
@@ -269,7 +303,7 @@ class TokenizationCache:
         for s, k in zip(samples, keys, strict=True):
             ids, was_capped, failure = table[k]
             items.append(Tokenized(s.id, None if ids is None else tuple(ids), bool(was_capped), failure))
-        return TokenizedSet(fp, settings, tuple(items))
+        return TokenizedSet(fp, settings, tuple(items), tokenizer_engine(tokenizer))
 
 
 def tokenize_samples(

@@ -40,14 +40,43 @@ class TokenizerPolicy:
     allow_bos: bool = False
 
 
+EMULATE_ENV = "SN29_TOKENIZE_EMULATED"
+"""Set to 1 to tokenize with the in-process emulation even where the network's stack can run."""
+
+
 def load_tokenizer(source: str | os.PathLike, model_type: str | None = None):
-    """A tokenizer (folder or Hub name) marked with whether the network's decode cleans up spaces."""
+    """The tokenizer of a folder or a Hub name, as the network loads it.
+
+    On the network's stack (:func:`~sn29_growth.network.exact.load_network_tokenizer`, exact by
+    construction) wherever it can run; a tokenizer 4.44 cannot load raises
+    :class:`TokenizerUnusable` with 4.44's own error, as the network rejects it. Only when the stack
+    itself cannot be set up here (or ``$SN29_TOKENIZE_EMULATED`` is 1) the emulation on transformers 5
+    stands in, marked with why (``emulation_reason``); every tokenization then says it was emulated.
+    """
+    from sn29_growth.network.exact import TokenizerWorkerError, load_network_tokenizer, stack_available
+
+    reason = "SN29_TOKENIZE_EMULATED=1" if os.environ.get(EMULATE_ENV) == "1" else stack_available()
+    if reason is None:
+        try:
+            return load_network_tokenizer(source)
+        except TokenizerWorkerError as e:
+            raise TokenizerUnusable(f"does not load on the network's stack: {e}") from None
+    log.warning(
+        "tokenizing %s by emulation: the network's tokenizer stack is unavailable (%s)", source, reason
+    )
+    return emulated_tokenizer(source, model_type, reason)
+
+
+def emulated_tokenizer(source: str | os.PathLike, model_type: str | None = None, reason: str = "requested"):
+    """transformers 5's tokenizer marked with whether the network's decode cleans up spaces (the
+    emulation; see :mod:`sn29_growth.eval.tokenize`)."""
     from sn29_growth.checkpoint import load_tokenizer as load_files
     from sn29_growth.eval.tokenize import NETWORK_CLEAN_UP
     from sn29_growth.network.tokenizer import network_cleans_up
 
     tokenizer = load_files(source)
     setattr(tokenizer, NETWORK_CLEAN_UP, network_cleans_up(_tokenizer_config(source), model_type))
+    tokenizer.emulation_reason = reason
     return tokenizer
 
 
@@ -133,6 +162,8 @@ class Tokenizers:
         found = self._tokenize_with(None, model_type, competition, policy, samples)
         if own_problem:
             note = f"own tokenizer unusable ({own_problem}); scored with {competition.tokenizer}, as the network does"
+            if found.note:
+                note = f"{note}; {found.note}"
             return Tokenization(found.tokenizer, found.name, found.settings, found.tokens, note)
         return found
 
@@ -153,4 +184,8 @@ class Tokenizers:
         reason = tokens.rejection(competition.max_tokenize_fails)
         if reason:
             raise TokenizerUnusable(reason)
-        return Tokenization(tokenizer, "own" if own else competition.tokenizer, settings, tokens)
+        note = None
+        if not tokens.exact:
+            why = getattr(tokenizer, "emulation_reason", "not a tokenizer on the network's stack")
+            note = f"tokenized by emulation ({tokens.engine}; {why}): may differ from the network"
+        return Tokenization(tokenizer, "own" if own else competition.tokenizer, settings, tokens, note)

@@ -18,192 +18,65 @@ network computes) and differs under ``"ours"`` (the network does not run the mod
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import shlex
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sn29_growth.network import sidevenv
 from sn29_growth.network.config import NETWORK_TOKENIZERS, NETWORK_TRANSFORMERS
+from sn29_growth.network.sidevenv import STAMP_FILE, NetworkVenvError, SideVenv, venv_python  # noqa: F401
 
 ENV_VAR = "SN29_NETWORK_VENV"
 DEFAULT_VENV = Path("~/.cache/sn29-growth/network-venv-4.44")
-STAMP_FILE = ".sn29-network-venv.json"
 TORCH_REQUIREMENT = "torch==2.13.0"
 REQUIREMENTS = (f"transformers=={NETWORK_TRANSFORMERS}", "numpy<2.3")
 """Installed after torch (the CPU build is found locally; installed first, pip keeps it)."""
+
+PARITY_STACK = SideVenv(
+    name="the network's stack",
+    env_var=ENV_VAR,
+    default_path=str(DEFAULT_VENV),
+    steps=((TORCH_REQUIREMENT,), REQUIREMENTS),
+    versions=(
+        ("transformers", NETWORK_TRANSFORMERS),
+        ("tokenizers", NETWORK_TOKENIZERS),
+        ("torch", TORCH_REQUIREMENT.split("==")[1] + "*"),
+    ),
+)
+"""transformers 4.44.0 / tokenizers 0.19.1 with torch 2.13.0 (CPU): scores whole model folders."""
 
 REL_TOL = 1e-5
 READINGS = ("network", "ours")
 LEGACY_SCRIPT = Path(__file__).with_name("legacy44.py")
 DEFAULT_TIMEOUT_S = 1800.0
-STAMP = {
-    "torch": TORCH_REQUIREMENT,
-    "requirements": list(REQUIREMENTS),
-    "transformers": NETWORK_TRANSFORMERS,
-    "tokenizers": NETWORK_TOKENIZERS,
-}
-
-_PROBE = (
-    "import json, tokenizers, torch, transformers; "
-    "print(json.dumps({'transformers': transformers.__version__, 'tokenizers': tokenizers.__version__, "
-    "'torch': torch.__version__}))"
-)
-
-
-class NetworkVenvError(RuntimeError):
-    """The side venv could not be built, or the 4.44 run failed as a whole; the message says why."""
-
-
-def _say(message: str) -> None:
-    print(f"[network-venv] {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------- the venv
-
-
-def venv_python(venv: str | os.PathLike) -> Path:
-    return Path(venv) / "bin" / "python"
+STAMP = PARITY_STACK.stamp
+_PROBE = PARITY_STACK.probe
 
 
 def resolve_venv(path: str | os.PathLike | None = None) -> Path:
     """``path``, else ``$SN29_NETWORK_VENV``, else ``~/.cache/sn29-growth/network-venv-4.44``."""
-    chosen = path or os.environ.get(ENV_VAR) or DEFAULT_VENV
-    return Path(chosen).expanduser().absolute()
-
-
-def probe_venv(venv: str | os.PathLike) -> dict[str, str] | None:
-    """The versions of transformers, tokenizers and torch in ``venv``, or None when they do not import."""
-    python = venv_python(venv)
-    if not python.is_file():
-        return None
-    try:
-        done = subprocess.run(
-            [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=300, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return None
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return None
-
-
-def _is_network_stack(versions: dict[str, str] | None) -> bool:
-    return (
-        versions is not None
-        and versions.get("transformers") == NETWORK_TRANSFORMERS
-        and versions.get("tokenizers") == NETWORK_TOKENIZERS
-        and str(versions.get("torch", "")).startswith(TORCH_REQUIREMENT.split("==")[1])
-    )
-
-
-def _stamp_ok(venv: Path) -> bool:
-    try:
-        stamp = json.loads((venv / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(stamp, dict) and {k: stamp.get(k) for k in STAMP} == STAMP and venv_python(venv).is_file()
-    )
-
-
-def _write_stamp(venv: Path, versions: dict[str, str]) -> None:
-    try:
-        (venv / STAMP_FILE).write_text(
-            json.dumps({**STAMP, "installed": versions}, indent=2), encoding="utf-8"
-        )
-    except OSError as e:  # a read-only venv that already holds the stack is still usable
-        _say(f"cannot write the stamp {venv / STAMP_FILE} ({e}); the next call probes again")
-
-
-@contextlib.contextmanager
-def _lock(venv: Path):
-    """An exclusive lock beside ``venv`` so that concurrent callers build it once."""
-    import fcntl
-
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f".{venv.name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _run_step(command: list[str], say: Callable[[str], None], timeout: float) -> None:
-    say("$ " + shlex.join(command))
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise NetworkVenvError(f"timed out after {timeout:.0f}s: {' '.join(command)}") from None
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr)[-3000:]
-        raise NetworkVenvError(f"failed (exit {done.returncode}): {shlex.join(command)}\n{tail}")
+    return sidevenv.resolve(PARITY_STACK, path)
 
 
 def ensure_network_venv(
     path: str | os.PathLike | None = None,
     *,
-    say: Callable[[str], None] | None = _say,
+    say: Callable[[str], None] | None = sidevenv._say,
     timeout: float = 1800.0,
 ) -> Path:
     """The side venv with the network's stack (torch 2.13.0 CPU, transformers 4.44.0, tokenizers 0.19.1).
 
     Built on first use at ``path`` / ``$SN29_NETWORK_VENV`` / ``~/.cache/sn29-growth/network-venv-4.44``:
     ``python -m venv``, ``pip install torch==2.13.0`` first (the CPU build; anything else pulls a
-    multi-GB CUDA build), then ``transformers==4.44.0 'numpy<2.3'``; a stamp file makes later calls
-    instant. An existing venv that already holds exactly that stack is accepted (and stamped). Prints
-    what it does (to stderr). Raises :class:`NetworkVenvError` when it cannot be built.
+    multi-GB CUDA build), then ``transformers==4.44.0 'numpy<2.3'``; see :func:`sidevenv.ensure`.
     """
-    say = say or (lambda _message: None)
-    venv = resolve_venv(path)
-    if _stamp_ok(venv):
-        return venv
-    with _lock(venv):
-        if _stamp_ok(venv):  # built by a concurrent caller while we waited
-            return venv
-        versions = probe_venv(venv)
-        if _is_network_stack(versions):
-            say(f"using the existing venv {venv} ({_versions_text(versions)})")
-            _write_stamp(venv, versions)
-            return venv
-        started = time.perf_counter()
-        if venv_python(venv).is_file():
-            say(
-                f"{venv} exists but lacks the network's stack ({_versions_text(versions)}); installing into it"
-            )
-        else:
-            say(f"building the network's stack (transformers {NETWORK_TRANSFORMERS}) in {venv}")
-            _run_step([sys.executable, "-m", "venv", str(venv)], say, timeout)
-        pip = [str(venv_python(venv)), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        _run_step([*pip, TORCH_REQUIREMENT], say, timeout)
-        _run_step([*pip, *REQUIREMENTS], say, timeout)
-        versions = probe_venv(venv)
-        if not _is_network_stack(versions):
-            raise NetworkVenvError(
-                f"{venv}: after installing, the stack is {_versions_text(versions)}; expected transformers "
-                f"{NETWORK_TRANSFORMERS}, tokenizers {NETWORK_TOKENIZERS}, {TORCH_REQUIREMENT}"
-            )
-        _write_stamp(venv, versions)
-        say(f"ready in {time.perf_counter() - started:.0f}s: {_versions_text(versions)}")
-        return venv
-
-
-def _versions_text(versions: dict[str, str] | None) -> str:
-    if not versions:
-        return "transformers/tokenizers/torch not importable"
-    return ", ".join(f"{k} {v}" for k, v in versions.items())
+    return sidevenv.ensure(PARITY_STACK, path, say=say, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------- scoring

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
 from sn29_growth.atomic import atomic_write_json, atomic_write_text
-from sn29_growth.checkpoint import checkpoint_dtype, load_tokenizer, read_model_config
+from sn29_growth.checkpoint import checkpoint_dtype, read_model_config
+from sn29_growth.eval.tokenizers import load_tokenizer
 from sn29_growth.loading import load_model
 from sn29_growth.progress import Progress
 from sn29_growth.train.checkpoint import (
@@ -527,7 +528,7 @@ class TrainingRun:
         self.settings = run_settings(config, ctx.world_size, data)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        tokenizer = load_tokenizer(model_dir)
+        tokenizer = load_tokenizer(model_dir)  # on the network's stack: trained on the ids it is scored on
         self.model, self.optimizer, self.parameters, self.new_elements = build_model_and_optimizer(
             resume_dir or model_dir, model_dir, config, ctx
         )
