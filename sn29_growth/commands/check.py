@@ -13,11 +13,19 @@ def register(sub) -> None:
             "Apply the network-compatibility rules to model folders (or org/name[@revision] Hub models, of "
             "which only config and tokenizer files are fetched): config keys that transformers 4.44 reads "
             "differently, hidden_size = heads x head_dim, RoPE scaling types, tokenizer class and "
-            "tokenizer.json format. Exit status 0 when every model passes, 1 when one has an error."
+            "tokenizer.json format; then the tokenizer is loaded on the network's own stack "
+            "(transformers 4.44.0 / tokenizers 0.19.1) and the per-sample rule is run on 64 held-out "
+            "samples of the embedded corpus (load failures, round-trip failures, a prepended BOS). "
+            "Exit status 0 when every model passes, 1 when one has an error."
         ),
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directory or org/name[@revision]")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.add_argument(
+        "--static-only",
+        action="store_true",
+        help="only the file rules: do not load the tokenizer on the network's stack",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,9 +45,11 @@ def _folder(spec: str):
 
 
 def run(args) -> int:
+    from sn29_growth.eval.tokenizers import check_on_network
     from sn29_growth.network.rules import check_model
 
-    results = [check_model(_folder(m)) for m in args.models]
+    check = check_model if args.static_only else check_on_network
+    results = [check(_folder(m)) for m in args.models]
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:

@@ -189,3 +189,63 @@ class Tokenizers:
             why = getattr(tokenizer, "emulation_reason", "not a tokenizer on the network's stack")
             note = f"tokenized by emulation ({tokens.engine}; {why}): may differ from the network"
         return Tokenization(tokenizer, "own" if own else competition.tokenizer, settings, tokens, note)
+
+
+PROBE_SAMPLES = 64
+"""Held-out samples of the embedded corpus a tokenizer's round trips are probed on by ``sn29 check``."""
+
+
+def tokenizer_findings_on_network(path: str | os.PathLike, max_tokenize_fails: int = 3) -> tuple:
+    """Run a folder's tokenizer on the network's own stack: load it as 4.44 does and apply the per-sample
+    rule (no cap, no length limit) to :data:`PROBE_SAMPLES` held-out samples of the embedded corpus.
+
+    Findings (:class:`~sn29_growth.network.rules.Finding`): an error when 4.44 cannot load it, when more
+    than ``max_tokenize_fails`` samples fail the round trip (the network then rejects the model; a BOS
+    the tokenizer prepends is named), or when it has no EOS; a warning when the stack cannot run here.
+    No finding for a folder without tokenizer files (the static rules say so)."""
+    from sn29_growth.checkpoint import TOKENIZER_FILES
+    from sn29_growth.corpus import load_corpus
+    from sn29_growth.eval.tokenize import EXACT_ENGINE, TokenizeSettings, tokenize_samples
+    from sn29_growth.network.exact import TokenizerWorkerError, load_network_tokenizer, stack_available
+    from sn29_growth.network.rules import Finding
+
+    root = Path(path)
+    if not any((root / n).is_file() for n in TOKENIZER_FILES):
+        return ()
+    file = TOKENIZER_JSON if (root / TOKENIZER_JSON).is_file() else "tokenizer files"
+    reason = stack_available()
+    if reason is not None:
+        return (
+            Finding("warning", file, "network_stack_unavailable", f"not run on {EXACT_ENGINE}: {reason}"),
+        )
+    try:
+        tokenizer = load_network_tokenizer(root)
+    except TokenizerWorkerError as e:
+        return (Finding("error", file, "network_load", f"does not load on {EXACT_ENGINE}: {e}", True),)
+    if tokenizer.eos_token_id is None:
+        return (Finding("error", file, "no_eos", f"no eos_token_id on {EXACT_ENGINE}: the rule appends EOS"),)
+    samples = load_corpus().held_out[:PROBE_SAMPLES]
+    tokens = tokenize_samples(tokenizer, samples, TokenizeSettings(0, 0))
+    reason = tokens.rejection(max_tokenize_fails)
+    if reason:
+        return (
+            Finding("error", file, "round_trip", f"on {EXACT_ENGINE}: {reason} of {len(samples)} probed"),
+        )
+    return ()
+
+
+def check_on_network(path: str | os.PathLike) -> NetworkCheck:
+    """:func:`~sn29_growth.network.rules.check_model` plus the tokenizer run on the network's stack."""
+    static = check_model(path)
+    return NetworkCheck(static.path, static.findings + tokenizer_findings_on_network(path))
+
+
+def tokenization_note() -> str:
+    """One line for a step's table: whether tokenization runs on the network's stack here, or why not."""
+    from sn29_growth.eval.tokenize import EXACT_ENGINE
+    from sn29_growth.network.exact import stack_available
+
+    reason = "SN29_TOKENIZE_EMULATED=1" if os.environ.get(EMULATE_ENV) == "1" else stack_available()
+    if reason is None:
+        return f"tokenization: exact, on the network's stack ({EXACT_ENGINE})"
+    return f"tokenization: EMULATED on transformers 5 ({reason}); scores may differ from the network's"

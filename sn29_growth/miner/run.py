@@ -35,6 +35,7 @@ from sn29_growth.atomic import atomic_write_json, atomic_write_text
 from sn29_growth.chain.commitment import directory_hash, hashed_files
 from sn29_growth.chain.protocol import ChainClient
 from sn29_growth.eval.competitions import Competition, ProvidesCompetitions
+from sn29_growth.eval.tokenizers import check_on_network
 from sn29_growth.hub.protocol import HubClient
 from sn29_growth.hub.store import DiskBudget, ModelStore
 from sn29_growth.miner.base import BaseModel, find_base
@@ -42,7 +43,6 @@ from sn29_growth.miner.config import MinerConfig
 from sn29_growth.miner.grow import Growth, grow_base
 from sn29_growth.miner.publish import Published, publish
 from sn29_growth.miner.wins import Opponent, Verdict, would_win
-from sn29_growth.network.rules import check_model
 from sn29_growth.train.config import TrainConfig
 from sn29_growth.train.loop import TrainingInterrupted
 
@@ -424,7 +424,7 @@ def _run(
 
     t = time.monotonic()
     upload_dir = stage_upload(candidate, run_dir / "upload")
-    network = check_model(upload_dir)
+    network = check_on_network(upload_dir)  # the static rules and the tokenizer run on the network's stack
     report.network = network.to_dict()
     for finding in network.findings:
         log.warning("network check of %s: %s", upload_dir, finding.format())

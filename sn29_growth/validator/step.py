@@ -34,6 +34,7 @@ from sn29_growth.eval.scoring import (
     weights_from_win_rates,
 )
 from sn29_growth.eval.timing import StageClock, pipeline_line
+from sn29_growth.eval.tokenizers import tokenization_note
 from sn29_growth.hub.protocol import DiskBudgetExceeded, HubError
 from sn29_growth.hub.store import ModelSnapshots
 from sn29_growth.validator.config import ValidatorConfig
@@ -400,6 +401,7 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
     competitions: Competitions = clients.competitions.get()
     describe = getattr(clients.competitions, "describe", None)
     report.notes.append(f"competitions: {describe() if describe else competitions.origin}")
+    report.notes.append(tokenization_note())
     _discover(state, clients, competitions)
     _infer_entry_competitions(state, competitions)
     _drop_duplicates(state)
