@@ -30,9 +30,10 @@ V5_ONLY_KEYS = ("rope_parameters", "dtype", "head_dim", "partial_rotary_factor")
 LEGACY_DEFAULT_ROPE_THETA = 10000.0
 ROPE_TYPES_4_44 = {
     "llama": ("default", "linear", "dynamic", "yarn", "longrope", "llama3"),
-    "phi3": ("longrope",),
+    "phi3": ("longrope", "su", "yarn"),
 }
-"""RoPE scaling types transformers 4.44 runs, per model type (Phi3: only ``longrope``, 3 fields exactly)."""
+"""RoPE scaling types transformers 4.44 runs, per model type (Phi3: ``longrope`` in exactly 3 fields; its
+older names ``su`` and ``yarn`` in the ``type`` field are read as ``longrope``, by transformers 5 too)."""
 
 _PHI3_LONGROPE_KEYS = ("short_factor", "long_factor")
 
