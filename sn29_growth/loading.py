@@ -85,9 +85,11 @@ def safetensors_files(path: str | os.PathLike) -> list[Path]:
 def config_for_loading(raw: dict[str, Any], where: str, *, network: bool = False) -> dict[str, Any]:
     """The config dict transformers 5 is given: as the network reads ``raw`` (``network``), else its meaning.
 
-    Evaluation passes ``network=True``: keys transformers 4.44 ignores are ignored here too, so a model
-    scores what live validators score. Our own tools read a source's transformers-5 keys by their
-    meaning (:func:`~sn29_growth.network.config.network_config`).
+    Evaluation passes ``network=True``: keys transformers 4.44 ignores are ignored here too and Phi3's
+    sliding window is given as the network's flash attention applies it
+    (:func:`~sn29_growth.network.config.as_network_reads`), so a model scores what live validators score;
+    such a config object is for scoring only, never for saving. Our own tools read a source's
+    transformers-5 keys by their meaning (:func:`~sn29_growth.network.config.network_config`).
     """
     from sn29_growth.network.config import NetworkFormatError, as_network_reads, network_config
 

@@ -37,7 +37,8 @@ from sn29_growth.eval.packing import batch_rows, build_batch, pack_rows
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
+"""Part of every cached loss's key: changes whenever the same model and samples would score differently."""
 LENGTH_SENSITIVE_ROPE = ("dynamic", "longrope")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 

@@ -10,8 +10,9 @@ Two pure functions bridge the stacks:
 
 - :func:`network_config` rewrites a config into the legacy keys, keeping the meaning transformers 5
   gives it: every config this project writes goes through it, and both stacks read the result alike;
-- :func:`as_network_reads` drops what 4.44 ignores, so that transformers 5 computes exactly what a
-  live validator computes: evaluation reads miners' configs through it.
+- :func:`as_network_reads` drops what 4.44 ignores and states Phi3's attention window as transformers 5
+  must be given it (:func:`scoring_sliding_window`), so that transformers 5 computes exactly what a live
+  validator computes: evaluation reads miners' configs through it.
 
 Keys neither function knows are preserved as they are.
 """
@@ -29,9 +30,10 @@ V5_ONLY_KEYS = ("rope_parameters", "dtype", "head_dim", "partial_rotary_factor")
 LEGACY_DEFAULT_ROPE_THETA = 10000.0
 ROPE_TYPES_4_44 = {
     "llama": ("default", "linear", "dynamic", "yarn", "longrope", "llama3"),
-    "phi3": ("longrope",),
+    "phi3": ("longrope", "su", "yarn"),
 }
-"""RoPE scaling types transformers 4.44 runs, per model type (Phi3: only ``longrope``, 3 fields exactly)."""
+"""RoPE scaling types transformers 4.44 runs, per model type (Phi3: ``longrope`` in exactly 3 fields; its
+older names ``su`` and ``yarn`` in the ``type`` field are read as ``longrope``, by transformers 5 too)."""
 
 _PHI3_LONGROPE_KEYS = ("short_factor", "long_factor")
 
@@ -121,13 +123,37 @@ def network_config(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def as_network_reads(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` without the keys transformers 4.44 ignores: what a live validator effectively runs.
+def scoring_sliding_window(model_type: Any, sliding_window: Any) -> Any:
+    """The ``sliding_window`` transformers 5 must be given to attend as the network does.
 
-    Loaded by transformers 5, the result computes what 4.44 computes for the original (``rope_theta``
-    defaults to 10000 in both; ``head_dim`` follows from hidden/heads in both).
+    Live validators load every model with ``attn_implementation="flash_attention_2"``. transformers
+    4.44's Phi3 passes ``config.sliding_window`` = w to its flash path, which applies the window once a
+    sample is longer than w tokens, with flash-attn's ``window_size=(w, w)``: query q attends every key k
+    with ``q - w <= k <= q`` — w + 1 keys. transformers 5 attends w keys under every kernel (its masks keep
+    ``k > q - w``; its flash path passes ``w - 1``). Given w + 1, transformers 5's eager, SDPA, flex and
+    flash paths (packed rows included, where the window counts positions inside each sample) all keep
+    ``k >= q - w``: the network's rule. A negative w is flash-attn's "no window": every earlier key.
+
+    4.44's eager and SDPA Phi3 ignore the window altogether, and its Llama has none (a ``sliding_window``
+    key in a Llama config is ignored by 4.44 and 5 alike); only the flash rule is what the network runs.
+    The result is for the config object a model is scored with; a ``config.json`` keeps the original.
     """
-    return {k: v for k, v in config.items() if k not in V5_ONLY_KEYS}
+    if model_type != "phi3" or isinstance(sliding_window, bool) or not isinstance(sliding_window, int):
+        return sliding_window
+    return None if sliding_window < 0 else sliding_window + 1
+
+
+def as_network_reads(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as transformers 5 must be given it to compute what a live validator computes.
+
+    The keys transformers 4.44 ignores are dropped (``rope_theta`` then defaults to 10000 in both;
+    ``head_dim`` follows from hidden/heads in both), and Phi3's ``sliding_window`` becomes the window
+    transformers 5 needs to attend as the network's flash attention does (:func:`scoring_sliding_window`).
+    """
+    out = {k: v for k, v in config.items() if k not in V5_ONLY_KEYS}
+    if out.get("sliding_window") is not None:
+        out["sliding_window"] = scoring_sliding_window(out.get("model_type"), out["sliding_window"])
+    return out
 
 
 def network_rope(config: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:

@@ -12,7 +12,8 @@ after applying our own small ``norm_divisor`` patch for 4.44 (every ``LlamaRMSNo
 divides the sum of squares by ``config.norm_divisor`` instead of taking the mean; a model whose RMSNorms
 cannot all be patched is refused). Then each text goes through the SN29 rule: ``ids =
 tokenizer(text)["input_ids"]``; ``decode(ids) != text`` scores +inf; EOS is appended; the score is the
-SUM over positions of ``CE(logits[:-1], ids[1:])``.
+SUM over positions of ``CE(logits[:-1], ids[1:])``. The network runs flash attention; on the eager and
+SDPA kernels a Phi3 ``sliding_window`` is applied as that flash path applies it (:func:`flash_window_mask`).
 
 The response holds, per model: ``load_error`` (a folder that fails to load is a result, not a crash),
 what 4.44 read from the config (``rope_theta``, ``rope_scaling``, ``head_dim``, ``torch_dtype``,
@@ -112,6 +113,30 @@ def what_it_read(model) -> dict:
     }
 
 
+def flash_window_mask(model, length: int):
+    """The attention pattern the network's flash attention gives Phi3's ``sliding_window`` w, as a 4D mask
+    for the eager and SDPA kernels (which ignore the window in 4.44), or None where no mask is needed.
+
+    4.44's flash path applies the window once the keys outnumber w, with flash-attn's
+    ``window_size=(w, w)``: query q attends keys q - w ... q. Under flash_attention_2 itself, None.
+    """
+    import torch
+
+    window = getattr(model.config, "sliding_window", None)
+    if (
+        model.config._attn_implementation == "flash_attention_2"
+        or getattr(model.config, "model_type", None) != "phi3"
+        or not isinstance(window, int)
+        or window < 0
+        or length <= window
+    ):
+        return None
+    pos = torch.arange(length)
+    keep = (pos[None, :] <= pos[:, None]) & (pos[None, :] >= pos[:, None] - window)
+    dtype = next(model.parameters()).dtype
+    return torch.zeros(length, length, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)[None, None]
+
+
 def score_text(tokenizer, model, text: str) -> dict:
     """The SN29 rule for one text (never capped): ids, round trip, EOS, summed CE."""
     import torch
@@ -127,7 +152,15 @@ def score_text(tokenizer, model, text: str) -> dict:
         out["loss"] = 0.0
         return out
     with torch.no_grad():
-        logits = model(torch.tensor([full], dtype=torch.long), use_cache=False).logits[0].float()
+        logits = (
+            model(
+                torch.tensor([full], dtype=torch.long),
+                attention_mask=flash_window_mask(model, len(full)),
+                use_cache=False,
+            )
+            .logits[0]
+            .float()
+        )
         ce = torch.nn.functional.cross_entropy(
             logits[:-1], torch.tensor(full[1:], dtype=torch.long), reduction="none"
         )
