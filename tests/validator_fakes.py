@@ -13,7 +13,7 @@ from sn29_growth.chain.commitment import ModelCommitment, content_hash
 from sn29_growth.chain.protocol import ChainUnavailable, Neuron, RawCommitment
 from sn29_growth.eval.competitions import parse_competitions
 from sn29_growth.eval.request import handle_request
-from sn29_growth.eval.worker import WorkerResult
+from sn29_growth.eval.worker import result_of
 from sn29_growth.hub.local import add_commit
 from sn29_growth.hub.store import DiskBudget, ModelStore
 from sn29_growth.validator.config import ValidatorConfig
@@ -125,7 +125,7 @@ def publish(
 
 
 def in_process_evaluate(request, timeout_s):
-    return WorkerResult(True, handle_request(request), "", 0.0)
+    return result_of(handle_request(request), 0.0)
 
 
 def make_env(tmp_path: Path, *, free_bytes=None, **config_overrides):

@@ -42,6 +42,7 @@ from sn29_growth.eval.data import (
     DataSource,
     sample_key,
 )
+from sn29_growth.eval.environment import EnvironmentFailure, device_problem, environment_cause
 from sn29_growth.eval.loss import ENGINE_VERSION, EngineSettings, summed_losses
 from sn29_growth.eval.results import EvaluationResult, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
@@ -219,9 +220,10 @@ class _Evaluator:
             row = self.clock.timed("checks", self._evaluate, prep, gated, block, competition, policy, samples)
             log.info("%s: %s", prep.name, self.clock.times().render())
             return replace(row, stages=self.clock.times())
-        except PASS_THROUGH:
+        except (*PASS_THROUGH, EnvironmentFailure):
             raise
         except BaseException as e:  # e.g. a tokenizers PanicException (a BaseException) from hostile files
+            _raise_if_environment(e)
             log.warning("%s: %s failed", prep.name, stage, exc_info=True)
             return ModelResult(**self._base(prep, block), rejection=f"{stage}: {type(e).__name__}: {e}")
 
@@ -292,6 +294,7 @@ class _Evaluator:
                 **_placement(self.device, n_params),
             )
         except ModelLoadError as e:
+            _raise_if_environment(e)
             return ModelResult(**base, rejection=f"load: {e}")
         try:
             reason = checks.check_vocab(max_id, model)
@@ -314,7 +317,8 @@ class _Evaluator:
                         progress=self.progress,
                         desc=prep.name,
                     )
-                except RuntimeError as e:  # includes out-of-memory on a single sample
+                except RuntimeError as e:
+                    _raise_if_environment(e)  # CUDA errors, the device out of memory: the host's fault
                     log.warning("%s: evaluation failed", prep.name, exc_info=True)
                     return ModelResult(**base, rejection=f"evaluation failed: {type(e).__name__}: {e}")
                 fresh = dict(zip([keys[i] for i in todo], run.losses, strict=True))
@@ -328,6 +332,13 @@ class _Evaluator:
                 gc.collect()  # return a big model's memory before the next one loads
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def _raise_if_environment(error: BaseException) -> None:
+    """Raise :class:`EnvironmentFailure` when ``error`` is the host's fault (never the model's row)."""
+    cause = environment_cause(error)
+    if cause is not None:
+        raise EnvironmentFailure(cause) from error
 
 
 def _isolated_row(
@@ -349,6 +360,8 @@ def _isolated_row(
     request = {**request, "models": [{"key": prep.name, "path": str(gated)}]}
     result = run_in_worker(request, timeout_s, command=list(worker_command) if worker_command else None)
     base = evaluator._base(prep, block)
+    if result.environment:
+        raise EnvironmentFailure(result.environment)
     if not result.ok:
         return ModelResult(**base, rejection=f"evaluation failed: {result.error}", failed=True)
     row = (result.response or {}).get("models", {}).get(prep.name)
@@ -398,7 +411,9 @@ def evaluate_models(
     ``isolate`` tokenizes, loads and scores each model in its own worker process, killed after
     ``timeout_s`` seconds (a hostile tokenizer that hangs or crashes then costs only its own row; the
     Python API defaults to in-process, ``sn29 evaluate`` to isolated). Raises ``ValueError`` only for
-    unusable arguments; a bad model is a row.
+    unusable arguments and :class:`~sn29_growth.eval.environment.EnvironmentFailure` when the host cannot
+    evaluate (no CUDA, a CUDA error, the device out of memory, a full disk, a worker that cannot start);
+    a bad model is a row.
     """
     if not models:
         raise ValueError("models: at least one model is needed")
@@ -407,8 +422,9 @@ def evaluate_models(
     if len(labels) != len(refs) or len(set(labels)) != len(labels):
         raise ValueError("names: one distinct name per model is needed")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device: CUDA is not available")
+    problem = device_problem(device)
+    if problem:
+        raise EnvironmentFailure(problem)
     if cache_dir is True:
         cache_path: Path | None = default_cache_dir()
     elif cache_dir is None or cache_dir is False:

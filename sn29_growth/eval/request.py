@@ -14,13 +14,18 @@ from sn29_growth.eval.competitions import Competition
 
 
 def handle_request(request: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate the request's models; ``samples_file`` (a fixed sample set) or ``dataset`` says on what."""
+    """Evaluate the request's models; ``samples_file`` (a fixed sample set) or ``dataset`` says on what.
+    When the host cannot evaluate (:mod:`sn29_growth.eval.environment`) the answer is only
+    ``{"environment_error": cause}``: no model is blamed."""
     from pathlib import Path
 
     from sn29_growth.checkpoint import TOKENIZER_JSON_LIMITS, read_json_object
     from sn29_growth.eval.data import FixedSource
-    from sn29_growth.eval.evaluate import evaluate_models
+    from sn29_growth.eval.environment import EnvironmentFailure, device_problem
 
+    problem = device_problem(request.get("device") or "cpu")  # before anything of the model is read
+    if problem:
+        return {"environment_error": problem}
     comp_dict = dict(request["competition"])
     competition = Competition.from_dict(comp_dict.pop("name"), comp_dict)
     models = request["models"]
@@ -30,7 +35,22 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         dataset = request.get("dataset") or "local"
-    result = evaluate_models(
+    try:
+        result = _evaluate(request, competition, models, dataset)
+    except EnvironmentFailure as e:
+        return {"environment_error": str(e)}
+    out: dict[str, Any] = {}
+    for row in result.models:
+        data = row.to_json()
+        data["losses"] = None if row.rejection else [v if math.isfinite(v) else None for v in row.losses]
+        out[row.name] = data
+    return {"models": out, "sample_ids": list(result.sample_ids), "dataset": result.dataset}
+
+
+def _evaluate(request: dict[str, Any], competition: Competition, models, dataset):
+    from sn29_growth.eval.evaluate import evaluate_models
+
+    return evaluate_models(
         [m["path"] for m in models],
         names=[m["key"] for m in models],
         competition=competition,
@@ -43,9 +63,3 @@ def handle_request(request: dict[str, Any]) -> dict[str, Any]:
         free_tokenizer=request.get("free_tokenizer"),
         fallback_tokenizer=request.get("fallback_tokenizer"),
     )
-    out: dict[str, Any] = {}
-    for row in result.models:
-        data = row.to_json()
-        data["losses"] = None if row.rejection else [v if math.isfinite(v) else None for v in row.losses]
-        out[row.name] = data
-    return {"models": out, "sample_ids": list(result.sample_ids), "dataset": result.dataset}

@@ -4,6 +4,12 @@ The parent writes a JSON request, starts ``python -m sn29_growth.eval.worker REQ
 its own process group, and waits. On timeout the whole group gets SIGKILL (a hung CUDA kernel or a
 tokenizer loop cannot survive it) and the call reports a timeout. The child writes its response
 atomically, so a half-written response is never read.
+
+Failures of the host are told apart from the model's (:mod:`sn29_growth.eval.environment`): the child
+answers ``environment_error`` for them, and it marks that it started (``RESPONSE.started``, written once
+its imports are done and before any model file is read), so a worker that dies before the mark — a
+broken install, no memory to start Python — is the host's failure too; so is a worker that cannot be
+spawned at all. Those come back as :attr:`WorkerResult.environment`.
 """
 
 from __future__ import annotations
@@ -28,10 +34,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerResult:
+    """``ok`` with the ``response``; else ``error``, and ``environment`` (the cause) when the host, not
+    the model, failed."""
+
     ok: bool
     response: dict[str, Any] | None
     error: str
     seconds: float
+    environment: str | None = None
+
+
+STARTED_SUFFIX = ".started"
 
 
 def run_in_worker(
@@ -47,14 +60,18 @@ def run_in_worker(
         req.write_text(json.dumps(request), encoding="utf-8")
         cmd = (command or [sys.executable, "-m", "sn29_growth.eval.worker"]) + [str(req), str(resp)]
         t0 = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        except OSError as e:
+            cause = f"the evaluation worker could not be started: {type(e).__name__}: {e}"
+            return WorkerResult(False, None, cause, 0.0, environment=cause)
         try:
             _, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -65,13 +82,24 @@ def run_in_worker(
         seconds = time.monotonic() - t0
         if proc.returncode != 0 or not resp.exists():
             tail = (stderr or "").strip().splitlines()[-3:]
-            return WorkerResult(
-                False, None, f"worker exited with code {proc.returncode}: {' | '.join(tail)}", seconds
-            )
+            error = f"worker exited with code {proc.returncode}: {' | '.join(tail)}"
+            if not Path(str(resp) + STARTED_SUFFIX).exists():  # died before touching the model
+                cause = f"the evaluation worker could not start ({error})"
+                return WorkerResult(False, None, cause, seconds, environment=cause)
+            return WorkerResult(False, None, error, seconds)
         try:
-            return WorkerResult(True, json.loads(resp.read_text(encoding="utf-8")), "", seconds)
+            response = json.loads(resp.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             return WorkerResult(False, None, f"unreadable worker response: {e}", seconds)
+        return result_of(response, seconds)
+
+
+def result_of(response: Any, seconds: float) -> WorkerResult:
+    """The result a worker's ``response`` means: its ``environment_error`` is the host's failure."""
+    cause = response.get("environment_error") if isinstance(response, dict) else None
+    if cause:
+        return WorkerResult(False, None, str(cause), seconds, environment=str(cause))
+    return WorkerResult(True, response, "", seconds)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -89,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m sn29_growth.eval.worker REQUEST.json RESPONSE.json", file=sys.stderr)
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    import sn29_growth.eval.evaluate  # noqa: F401  (torch, transformers: a broken install fails before the mark)
     from sn29_growth.eval.request import handle_request
 
+    Path(argv[1] + STARTED_SUFFIX).touch()
     atomic_write_json(argv[1], handle_request(request), indent=None)
     return 0
 

@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--steps", type=int, default=None, help="stop after N steps (default: run forever)")
     run.add_argument("--step-interval", type=float, default=60.0, help="seconds between steps")
+    run.add_argument(
+        "--max-environment-failures",
+        type=int,
+        default=5,
+        help="exit (code 3) after this many consecutive steps abandoned for the host's fault "
+        "(no CUDA, CUDA errors, device out of memory, disk full, workers that cannot start)",
+    )
     run.add_argument("--wandb-project", default=None, help="log each step to Weights & Biases (optional)")
     run.add_argument(
         "--eval-worker", default=None, help=argparse.SUPPRESS
@@ -88,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> ValidatorConfig:
         offline=args.offline,
         models_file=args.models,
         step_interval_s=args.step_interval,
+        max_environment_failures=args.max_environment_failures,
         worker_command=tuple(shlex.split(args.eval_worker)) if args.eval_worker else None,
     )
 
@@ -147,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the validator; the exit code says how it went (errors are one line on stderr, no traceback).
 
     0: at least one step completed, or no ``--steps`` limit; 1: every step of ``--steps N`` failed;
-    2: bad flags, or the model directory is locked by another validator.
+    2: bad flags, a device that is not there (checked before anything is written), or the model
+    directory is locked by another validator; 3: ``--max-environment-failures`` consecutive steps were
+    abandoned for the host's fault.
     """
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -155,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as e:
         return _error(str(e))
+    from sn29_growth.eval.environment import device_problem
+
+    problem = device_problem(config.device)
+    if problem:
+        return _error(problem)
     lock = ValidatorLock(config.model_dir)
     try:
         lock.acquire()  # before anything reads or cleans the model directory
@@ -183,7 +198,12 @@ def _run(config: ValidatorConfig, args: argparse.Namespace, lock: ValidatorLock)
         if reporter:
             reporter(report)
 
-    summary = run_steps(config, clients, max_steps=args.steps, on_report=on_report, lock=lock)
+    from sn29_growth.validator.runner import EnvironmentFailed
+
+    try:
+        summary = run_steps(config, clients, max_steps=args.steps, on_report=on_report, lock=lock)
+    except EnvironmentFailed as e:
+        return _error(str(e), code=3)
     if args.steps is not None and summary.all_failed:
         return _error(f"all {summary.steps_failed} steps failed (see the log above)", code=1)
     return 0

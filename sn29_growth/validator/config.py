@@ -31,6 +31,7 @@ class ValidatorConfig:
     offline: bool = False
     models_file: Path | None = None
     step_interval_s: float = 60.0
+    max_environment_failures: int = 5  # consecutive steps abandoned for the host's fault, then exit
     worker_command: tuple[str, ...] | None = None  # tests: a different worker
     state_path: Path = field(default=None)  # type: ignore[assignment]
 
@@ -53,3 +54,4 @@ class ValidatorConfig:
         if self.offline and self.models_file is None:
             raise ValueError("offline mode needs --models FILE.json")
         non_negative("step_interval_s", self.step_interval_s)
+        int_at_least("max_environment_failures", self.max_environment_failures, 1)

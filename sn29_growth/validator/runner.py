@@ -1,4 +1,12 @@
-"""The validator's outer loop: lock, load state, step, persist atomically, repeat — never stop on a bad step."""
+"""The validator's outer loop: lock, load state, step, persist atomically, repeat — never stop on a bad step.
+
+A step abandoned for the host's fault (:class:`~sn29_growth.eval.environment.EnvironmentFailure`: no
+CUDA, a CUDA error, the device out of memory, a full disk, a worker that cannot start) is rolled back
+like any failed step — no model is marked, no weights are set — logged once with its cause, and retried
+after a back-off that doubles each time (from the step interval, at least 30 s, to 15 minutes). After
+``max_environment_failures`` of them in a row the loop raises :class:`EnvironmentFailed`, so that the
+process exits non-zero and its supervisor (systemd, pm2) sees it.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +18,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sn29_growth.eval.environment import EnvironmentFailure
 from sn29_growth.validator.config import ValidatorConfig
 from sn29_growth.validator.lock import ValidatorLock, ValidatorLocked
 from sn29_growth.validator.state import StateError, ValidatorState, load_state, save_state
 from sn29_growth.validator.step import Clients, StepReport, step
 
-__all__ = ["RunSummary", "ValidatorLocked", "open_state", "run", "run_steps"]
+__all__ = ["EnvironmentFailed", "RunSummary", "ValidatorLocked", "open_state", "run", "run_steps"]
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 900.0
+
+
+class EnvironmentFailed(RuntimeError):
+    """Too many consecutive steps failed for the host's fault; the message names the last cause."""
+
+
+def environment_backoff(config: ValidatorConfig, failures: int) -> float:
+    """Seconds to wait after the ``failures``-th consecutive environment failure."""
+    base = max(config.step_interval_s, 30.0)
+    return min(base * 2 ** max(failures - 1, 0), MAX_BACKOFF_S)
 
 
 @dataclass(frozen=True)
@@ -89,20 +110,42 @@ def _loop(
     sleep: Callable[[float], None],
 ) -> RunSummary:
     state = open_state(config.state_path)
-    ok = failed = 0
+    ok = failed = environment = 0
     while max_steps is None or ok + failed < max_steps:
         before = copy.deepcopy(state)
         try:
             report = step(state, clients, config)
             save_state(state, config.state_path)
+        except EnvironmentFailure as e:  # the host's fault: nobody is blamed, retried with back-off
+            state = before
+            failed += 1
+            environment += 1
+            if environment >= config.max_environment_failures:
+                raise EnvironmentFailed(
+                    f"{environment} consecutive steps abandoned for the host's fault; last: {e}"
+                ) from e
+            wait = environment_backoff(config, environment)
+            log.error(
+                "step %d abandoned, no model blamed: environment failure: %s (%d of %d in a row; retry in %.0f s)",
+                state.step + 1,
+                e,
+                environment,
+                config.max_environment_failures,
+                wait,
+            )
+            if max_steps is None or ok + failed < max_steps:
+                sleep(wait)
+            continue
         except Exception as e:  # a step must never end the validator
             log.exception("step %d failed: %s", state.step, e)
             state = before
             failed += 1
+            environment = 0
             if max_steps is None or ok + failed < max_steps:
                 sleep(min(max(config.step_interval_s, 1.0), 60.0))
             continue
         ok += 1
+        environment = 0
         log.info(
             "step %d done at block %d: %d models, weights %s",
             report.step,

@@ -23,6 +23,7 @@ from sn29_growth.checkpoint import (
 from sn29_growth.eval import checks
 from sn29_growth.eval.competitions import Competition, Competitions, ProvidesCompetitions, ProvidesHallOfFame
 from sn29_growth.eval.data import DataSourceError
+from sn29_growth.eval.environment import EnvironmentFailure
 from sn29_growth.eval.results import EvaluationFailed, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import (
@@ -366,6 +367,8 @@ def _evaluate_one(
         fallback_tokenizer=fallback,
     )
     result = clients.evaluate(request, config.eval_timeout_s)
+    if getattr(result, "environment", None):  # the host failed, not the model: abandon the step
+        raise EnvironmentFailure(result.environment)
     if not result.ok:
         return EvaluationFailed(result.error)
     row = (result.response or {}).get("models", {}).get(rec.hotkey)
