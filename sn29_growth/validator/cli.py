@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from sn29_growth.cliutil import ArgumentParser
+from sn29_growth.eval.budget import BudgetSettings
 from sn29_growth.logs import setup_logging
 from sn29_growth.validator.config import DEFAULT_WEIGHTS_INTERVAL_BLOCKS, VERSION_KEY, ValidatorConfig
 from sn29_growth.validator.lock import ValidatorLock, ValidatorLocked
@@ -49,7 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--seed", type=int, default=None, help="fixed sample seed (default: changes every epoch)")
     ev.add_argument(
-        "--eval-timeout", type=float, default=3600.0, help="seconds before an evaluation is killed"
+        "--eval-timeout",
+        type=float,
+        default=None,
+        help="fixed seconds before a model's evaluation is killed (default: each model's own budget, "
+        "floor + factor x (forward FLOPs of its samples at the device's measured rate + reading its "
+        "weights + tokenizing its samples), printed per model in the log)",
+    )
+    ev.add_argument(
+        "--eval-timeout-factor", type=float, default=10.0, help="margin of the per-model budget (default 10)"
+    )
+    ev.add_argument(
+        "--eval-timeout-floor", type=float, default=120.0, help="least seconds per model (default 120)"
     )
     ev.add_argument("--disk-budget-gb", type=float, default=None, help="cap on the model cache")
     run = p.add_argument_group("running")
@@ -88,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> ValidatorConfig:
         samples=args.samples,
         seed=args.seed,
         eval_timeout_s=args.eval_timeout,
+        budget=BudgetSettings(factor=args.eval_timeout_factor, floor_s=args.eval_timeout_floor),
         weights_interval_blocks=args.weights_interval_blocks,
         set_weights=not args.dont_set_weights,
         version_key=args.version_key,

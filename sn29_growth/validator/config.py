@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sn29_growth.eval.budget import BudgetSettings
 from sn29_growth.fields import int_at_least, non_negative, positive
 
 DEFAULT_WEIGHTS_INTERVAL_BLOCKS = 175  # ≈ 35 minutes
@@ -21,7 +22,8 @@ class ValidatorConfig:
     dataset: str = "fineweb"  # fineweb | local | PATH
     samples: int | None = None  # None = the competition's eval_samples
     seed: int | None = None  # None = derived from the block
-    eval_timeout_s: float = 3600.0
+    eval_timeout_s: float | None = None  # None: each model's own budget (eval/budget.py)
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
     weights_interval_blocks: int = DEFAULT_WEIGHTS_INTERVAL_BLOCKS
     revisit_every_steps: int = 12
     max_new_per_step: int | None = None  # None = the competition's pend_size
@@ -46,7 +48,10 @@ class ValidatorConfig:
             self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:")
         ):
             raise ValueError(f"device: must be cpu, cuda or cuda:N, got {self.device!r}")
-        positive("eval_timeout_s", self.eval_timeout_s)
+        if self.eval_timeout_s is not None:
+            positive("eval_timeout_s", self.eval_timeout_s)
+        if not isinstance(self.budget, BudgetSettings):
+            raise ValueError(f"budget: must be BudgetSettings, got {type(self.budget).__name__}")
         int_at_least("weights_interval_blocks", self.weights_interval_blocks, 1)
         if self.samples is not None:
             int_at_least("samples", self.samples, 1)

@@ -9,6 +9,7 @@ every step and carries on.
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from sn29_growth.checkpoint import (
     try_read_config,
 )
 from sn29_growth.eval import checks
+from sn29_growth.eval.budget import device_flops, model_budget
 from sn29_growth.eval.competitions import Competition, Competitions, ProvidesCompetitions, ProvidesHallOfFame
 from sn29_growth.eval.data import DataSourceError
 from sn29_growth.eval.environment import EnvironmentFailure
@@ -35,6 +37,7 @@ from sn29_growth.eval.scoring import (
     weights_from_win_rates,
 )
 from sn29_growth.eval.timing import StageClock, pipeline_line
+from sn29_growth.eval.tokenize import cap_text
 from sn29_growth.eval.tokenizers import tokenization_note
 from sn29_growth.hub.protocol import DiskBudgetExceeded, HubError
 from sn29_growth.hub.store import ModelSnapshots
@@ -333,40 +336,78 @@ class _Rejected(HubError):
 # ------------------------------------------------------------------------------------------- evaluate + score
 
 
-def _samples_file(comp: Competition, config: ValidatorConfig, seed: int) -> tuple[Path, bool, bool, str]:
+@dataclass(frozen=True)
+class _StepSamples:
+    """The competition's samples of this step: the file every worker reads, how they are tokenized, and
+    the UTF-8 bytes of each (capped) sample for the time budget."""
+
+    path: Path
+    free_tokenizer: bool
+    fallback_tokenizer: bool
+    dataset: str
+    sample_bytes: tuple[int, ...]
+
+
+def _samples_file(comp: Competition, config: ValidatorConfig, seed: int) -> _StepSamples:
     """Choose the competition's samples once for the step; every model's worker reads the same file."""
     cache = config.model_dir / "eval-cache"
     choice = resolve_samples(config.dataset, comp, config.samples, seed, cache / "datasets")
     path = write_samples_file(
         config.model_dir / "eval-samples" / f"{comp.name}.json", choice.source.name, choice.samples
     )
-    return path, choice.free_tokenizer, choice.fallback_tokenizer, choice.source.name
+    cap = comp.sample_limits(choice.free_tokenizer)[0]
+    sizes = tuple(len(cap_text(s.text, cap)[0].encode("utf-8", "surrogatepass")) for s in choice.samples)
+    return _StepSamples(path, choice.free_tokenizer, choice.fallback_tokenizer, choice.source.name, sizes)
+
+
+def _time_budget(rec: ModelRecord, path: Path, comp: Competition, samples: _StepSamples, config) -> float:
+    """``--eval-timeout`` when given, else the model's own budget (:mod:`sn29_growth.eval.budget`), logged."""
+    if config.eval_timeout_s is not None:
+        return config.eval_timeout_s
+    from sn29_growth.checkpoint import try_read_config
+
+    raw, _ = try_read_config(path)
+    parameters = (checks.count_parameters_safe(raw) if raw else None) or comp.parameters
+    weights = sum(f.stat().st_size for f in path.glob("*.safetensors") if f.is_file())
+    try:
+        flops = device_flops(config.device)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        raise EnvironmentFailure(f"cannot measure {config.device}: {e}") from e
+    budget = model_budget(
+        config.budget,
+        flops_per_s=flops,
+        parameters=parameters,
+        weight_bytes=weights,
+        sample_bytes=list(samples.sample_bytes),
+        max_sequence_len=comp.sample_limits(samples.free_tokenizer)[1],
+    )
+    log.info("%s: time budget %s", rec.label or rec.hotkey, budget.explanation)
+    return budget.seconds
 
 
 def _evaluate_one(
     rec: ModelRecord,
     path: Path,
     comp: Competition,
-    samples: tuple[Path, bool, bool, str],
+    samples: _StepSamples,
     clients: Clients,
     config: ValidatorConfig,
     seed: int,
 ) -> tuple[ModelResult, float] | EvaluationFailed:
     """One model in its own worker process: its row and the worker's wall time, or why the worker failed
     (crash, timeout)."""
-    samples_file, free, fallback, dataset = samples
     request = worker_request(
         comp,
         (rec.hotkey, path),
-        samples_file,
-        free_tokenizer=free,
+        samples.path,
+        free_tokenizer=samples.free_tokenizer,
         seed=seed,
         device=config.device,
         cache_dir=config.model_dir / "eval-cache",
-        dataset=dataset,
-        fallback_tokenizer=fallback,
+        dataset=samples.dataset,
+        fallback_tokenizer=samples.fallback_tokenizer,
     )
-    result = clients.evaluate(request, config.eval_timeout_s)
+    result = clients.evaluate(request, _time_budget(rec, path, comp, samples, config))
     if getattr(result, "environment", None):  # the host failed, not the model: abandon the step
         raise EnvironmentFailure(result.environment)
     if not result.ok:
