@@ -175,14 +175,19 @@ def extend_tokenizer(src: Path, dst: Path, old_vocab: int, new_vocab: int) -> in
     """Copy the tokenizer files, adding ``<|extra_i|>`` tokens when the vocabulary grows past them.
 
     The files are extended in place (:func:`~sn29_growth.network.tokenizer.extend_tokenizer_files`,
-    in the network's format) and then loaded back to check the tokenizer has ``new_vocab`` ids.
+    in the network's format: every id below ``new_vocab`` gets a token) and then loaded back to check
+    that its ids are exactly ``0..new_vocab-1``. ``len(tokenizer)`` counts tokens, not the id range: a
+    tokenizer with gaps in its ids (cl100k: 100,261 tokens, largest id 100,276) reports fewer.
     """
     added = extend_tokenizer_files(src, dst, old_vocab, new_vocab)
     if added:
-        size = len(load_tokenizer(dst))
-        if size != new_vocab:
+        ids = set(load_tokenizer(dst).get_vocab().values())
+        missing = [i for i in range(new_vocab) if i not in ids]
+        largest = max(ids, default=-1)
+        if missing or largest >= new_vocab:
             raise ValueError(
-                f"--vocab-size: could not extend the tokenizer to {new_vocab} tokens (got {size})"
+                f"--vocab-size: the extended tokenizer does not have exactly the ids 0..{new_vocab - 1}: "
+                f"{len(missing)} id(s) without a token (first {missing[:5]}), largest id {largest}"
             )
     return added
 
