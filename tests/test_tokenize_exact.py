@@ -262,3 +262,47 @@ def test_a_forked_child_gets_its_own_worker(llama_folder):
     assert child.exitcode == 0
     assert items == expected and child_worker != pid
     assert tok.apply_rule(texts, 0, 0, False) == expected and worker_pid() == pid
+
+
+# ---- 5. the worker's fast decode is tokenizer.decode, exactly
+
+DECODE_CHECK = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("tok44", sys.argv[1])
+tok44 = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tok44)
+from transformers import AutoTokenizer
+request = json.loads(sys.stdin.read())
+mismatches = []
+for folder in request["folders"]:
+    tok = AutoTokenizer.from_pretrained(folder)
+    rows = [tok(t)["input_ids"] for t in request["texts"]] + [[], [tok.eos_token_id], list(range(300))]
+    for ids in rows:
+        if tok44.decode(tok, ids) != tok.decode(ids):
+            mismatches.append([folder, ids])
+print(json.dumps(mismatches))
+"""
+
+
+def test_worker_decode_equals_tokenizer_decode(split_regex_folder, llama_folder, tmp_path):
+    import subprocess
+
+    from sn29_growth.network import sidevenv
+    from sn29_growth.network.exact import WORKER_SCRIPT
+
+    venv = sidevenv.ensure(sidevenv.TOKENIZER_STACK, sidevenv.tokenizer_venv_path())
+    request = {"folders": [str(split_regex_folder), str(llama_folder)], "texts": probe_texts()}
+    done = subprocess.run(
+        [str(sidevenv.venv_python(venv)), "-I", "-c", DECODE_CHECK, str(WORKER_SCRIPT)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+            "TRANSFORMERS_VERBOSITY": "error",
+        },
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
