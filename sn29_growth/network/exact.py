@@ -158,24 +158,33 @@ class NetworkTokenizer:
 
     def __init__(self, source: str | os.PathLike, worker: TokenizerWorker | None = None) -> None:
         self.source = os.fspath(source)
-        self._worker = worker or shared_worker()
+        self._given_worker = worker
         self._handle: int | None = None
-        self._generation = -1
+        self._loaded_in: tuple[TokenizerWorker, int] | None = None
         self.info: dict[str, Any] = {}
         self._load()
 
+    @property
+    def _worker(self) -> TokenizerWorker:
+        """The worker given, else this process's (so a handle used in a forked child reloads there)."""
+        return self._given_worker or shared_worker()
+
     def _load(self) -> None:
-        response = self._worker.call({"op": "load", "source": self.source})
-        self._handle, self._generation, self.info = (
+        worker = self._worker
+        response = worker.call({"op": "load", "source": self.source})
+        self._handle, self._loaded_in, self.info = (
             response["handle"],
-            self._worker.generation,
+            (worker, worker.generation),
             response["info"],
         )
 
     def _call(self, request: dict, timeout: float | None = None) -> dict:
-        if self._generation != self._worker.generation or not self._worker.alive():
+        worker = self._worker
+        loaded = self._loaded_in
+        stale = loaded is None or loaded[0] is not worker or loaded[1] != worker.generation
+        if stale or not worker.alive():
             self._load()
-        return self._worker.call({**request, "handle": self._handle}, timeout)
+        return worker.call({**request, "handle": self._handle}, timeout)
 
     # ---- what the package reads from a tokenizer
     @property

@@ -91,6 +91,15 @@ def info(tokenizer) -> dict:
     }
 
 
+def decode(tokenizer, ids: list) -> str:
+    """``tokenizer.decode(ids)``, exactly: 4.44's ``decode`` first converts its argument with
+    ``to_py_obj``, which walks a list element by element through its framework checks (most of the rule's
+    time on long texts) but turns an array into the same list of ints with one ``tolist()``."""
+    import numpy
+
+    return tokenizer.decode(numpy.asarray(ids, dtype=numpy.int64))
+
+
 def apply_rule(tokenizer, texts: list, cap_sample_len: int, max_sequence_len: int, allow_bos: bool) -> list:
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -103,8 +112,8 @@ def apply_rule(tokenizer, texts: list, cap_sample_len: int, max_sequence_len: in
         ids = [int(i) for i in ids]
         leading_bos = bos is not None and len(ids) > 0 and ids[0] == bos
         compared = ids[1:] if allow_bos and leading_bos else ids
-        if tokenizer.decode(compared) != text:
-            bos_only = leading_bos and not allow_bos and tokenizer.decode(ids[1:]) == text
+        if decode(tokenizer, compared) != text:
+            bos_only = leading_bos and not allow_bos and decode(tokenizer, ids[1:]) == text
             items.append([None, was_capped, FAILURE_BOS if bos_only else FAILURE_DECODE])
             continue
         if not was_capped:
@@ -153,7 +162,7 @@ class Worker:
             ids = tokenizer(texts, truncation=False)["input_ids"] if texts else []
             return {"ids": [[int(i) for i in row] for row in ids]}
         if op == "decode":
-            return {"texts": [tokenizer.decode([int(i) for i in row]) for row in request["ids"]]}
+            return {"texts": [decode(tokenizer, [int(i) for i in row]) for row in request["ids"]]}
         raise ValueError(f"unknown op {op!r}")
 
 
