@@ -39,7 +39,7 @@ def test_the_budget_is_the_model_s_own_work_with_a_margin():
         max_sequence_len=4096,
     )
     forward = 2 * 1e9 * (100 * 4096) / 1e12  # 819.2 s
-    assert budget.seconds == pytest.approx(120 + 10 * (forward + 20.0 + 10.0))
+    assert budget.seconds == pytest.approx(120 + 10 * forward + 20.0 + 10.0)
     assert "819.2 s forward" in budget.explanation and "2.00 GB" in budget.explanation
     small = model_budget(
         settings,

@@ -54,11 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="fixed seconds before a model's evaluation is killed (default: each model's own budget, "
-        "floor + factor x (forward FLOPs of its samples at the device's measured rate + reading its "
-        "weights + tokenizing its samples), printed per model in the log)",
+        "floor + factor x forward FLOPs of its samples at the device's measured rate + reading its "
+        "weights + tokenizing its samples, printed per model in the log)",
     )
     ev.add_argument(
-        "--eval-timeout-factor", type=float, default=10.0, help="margin of the per-model budget (default 10)"
+        "--eval-timeout-factor",
+        type=float,
+        default=4.0,
+        help="margin of the per-model budget over its forward passes at the measured rate (default 4)",
     )
     ev.add_argument(
         "--eval-timeout-floor", type=float, default=120.0, help="least seconds per model (default 120)"
