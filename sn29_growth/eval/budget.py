@@ -126,7 +126,8 @@ def device_flops(device: str) -> float:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"measuring {device}: {(done.stderr or done.stdout).strip()[-300:]}")
+        lines = (done.stderr or done.stdout or "no output").strip().splitlines()
+        raise RuntimeError(f"measuring {device}: {lines[-1][:300]}")
     return float(json.loads(done.stdout.strip().splitlines()[-1])["flops_per_s"])
 
 

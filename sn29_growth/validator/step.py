@@ -25,7 +25,7 @@ from sn29_growth.eval import checks
 from sn29_growth.eval.budget import device_flops, model_budget
 from sn29_growth.eval.competitions import Competition, Competitions, ProvidesCompetitions, ProvidesHallOfFame
 from sn29_growth.eval.data import DataSourceError
-from sn29_growth.eval.environment import EnvironmentFailure
+from sn29_growth.eval.environment import EnvironmentFailure, device_problem
 from sn29_growth.eval.results import EvaluationFailed, ModelResult
 from sn29_growth.eval.samples import resolve_samples, worker_request, write_samples_file
 from sn29_growth.eval.scoring import (
@@ -369,6 +369,9 @@ def _time_budget(rec: ModelRecord, path: Path, comp: Competition, samples: _Step
     raw, _ = try_read_config(path)
     parameters = (checks.count_parameters_safe(raw) if raw else None) or comp.parameters
     weights = sum(f.stat().st_size for f in path.glob("*.safetensors") if f.is_file())
+    problem = device_problem(config.device)
+    if problem:
+        raise EnvironmentFailure(problem)
     try:
         flops = device_flops(config.device)
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
