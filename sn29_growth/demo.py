@@ -214,7 +214,7 @@ def step_miner(out_dir: Path, train_steps: int, report: DemoReport):
 def step_validator(out_dir: Path, report: DemoReport) -> None:
     from sn29_growth.eval.competitions import CompetitionsSource
     from sn29_growth.eval.request import handle_request
-    from sn29_growth.eval.worker import WorkerResult
+    from sn29_growth.eval.worker import result_of
     from sn29_growth.hub.local import LocalHubClient
     from sn29_growth.hub.store import DiskBudget, ModelStore
     from sn29_growth.miner.offline import FileChain
@@ -232,7 +232,7 @@ def step_validator(out_dir: Path, report: DemoReport) -> None:
         store=ModelStore(
             LocalHubClient(out_dir / "local-hub"), config.model_dir / "hub", DiskBudget(margin_bytes=0)
         ),
-        evaluate=lambda request, timeout: WorkerResult(True, handle_request(request), "", 0.0),
+        evaluate=lambda request, timeout: result_of(handle_request(request), 0.0),
     )
     result = step(ValidatorState(), clients, config)
     _say("\n".join("      " + line for line in result.format_table().splitlines()))
