@@ -27,6 +27,7 @@ from sn29_growth.network.config import NetworkFormatError
 from sn29_growth.network.tokenizer import (
     extend_tokenizer_files,
     missing_ids,
+    special_added_token,
     tokenizer_json_size,
     with_placeholders,
 )
@@ -58,18 +59,6 @@ def _training_lines() -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def _special(token_id: int, content: str) -> dict:
-    return {
-        "id": token_id,
-        "content": content,
-        "single_word": False,
-        "lstrip": False,
-        "rstrip": False,
-        "normalized": False,
-        "special": True,
-    }
-
-
 def cl100k_like(directory: Path) -> tuple[Path, int]:
     """A byte-level BPE of ``n`` merges-vocabulary ids, then, like cl100k, special tokens (in the vocab and
     in ``added_tokens``) at n+1..n+4 and n+20: gaps at n and n+5..n+19. Returns the folder and n."""
@@ -90,7 +79,7 @@ def cl100k_like(directory: Path) -> tuple[Path, int]:
         n + 20: "<|endofprompt|>",
     }
     data["model"]["vocab"].update({c: i for i, c in specials.items()})
-    data["added_tokens"] = [_special(i, c) for i, c in specials.items()]
+    data["added_tokens"] = [special_added_token(i, c) for i, c in specials.items()]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
     config = {
@@ -120,7 +109,7 @@ def llama2_like(directory: Path) -> Path:
         trainers.BpeTrainer(vocab_size=700, special_tokens=specials),
     )
     data = json.loads(tok.to_str())
-    data["added_tokens"] = [_special(i, c) for i, c in enumerate(specials[:3])]
+    data["added_tokens"] = [special_added_token(i, c) for i, c in enumerate(specials[:3])]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
     config = {
@@ -133,7 +122,8 @@ def llama2_like(directory: Path) -> Path:
         "unk_token": "<unk>",
         "clean_up_tokenization_spaces": False,
         "added_tokens_decoder": {
-            str(i): {k: v for k, v in _special(i, c).items() if k != "id"} for i, c in enumerate(specials[:3])
+            str(i): {k: v for k, v in special_added_token(i, c).items() if k != "id"}
+            for i, c in enumerate(specials[:3])
         },
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
@@ -238,7 +228,7 @@ def test_placeholders_avoid_existing_names(tmp_path):
     data = _json(folder / "tokenizer.json")
     taken = f"<|extra_{n + 21}|>"
     data["model"]["vocab"][taken] = n
-    data["added_tokens"].insert(0, _special(n, taken))
+    data["added_tokens"].insert(0, special_added_token(n, taken))
     (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
     dst = tmp_path / "dst"
     dst.mkdir()
@@ -251,9 +241,9 @@ def test_placeholders_avoid_existing_names(tmp_path):
 def test_positional_vocabularies_cannot_fill_gaps():
     data = {
         "model": {"type": "Unigram", "vocab": [["<unk>", 0.0], ["a", -1.0], ["b", -2.0]]},
-        "added_tokens": [_special(5, "<eos>")],
+        "added_tokens": [special_added_token(5, "<eos>")],
     }
-    new = [_special(i, f"<|extra_{i}|>") for i in missing_ids(data, 8)]
+    new = [special_added_token(i, f"<|extra_{i}|>") for i in missing_ids(data, 8)]
     with pytest.raises(NetworkFormatError, match="numbers tokens by position"):
         with_placeholders(data, new)
     appended = with_placeholders(data, new[-2:])

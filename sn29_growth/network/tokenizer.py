@@ -148,7 +148,8 @@ def missing_ids(data: dict[str, Any], vocab_size: int) -> list[int]:
     return [i for i in range(vocab_size) if i not in ids]
 
 
-def _added_token(token_id: int, content: str) -> dict[str, Any]:
+def special_added_token(token_id: int, content: str) -> dict[str, Any]:
+    """A tokenizer.json ``added_tokens`` entry for a special token that normal text never produces."""
     return {
         "id": token_id,
         "content": content,
@@ -170,7 +171,7 @@ def placeholder_tokens(data: dict[str, Any], ids: list[int]) -> list[dict[str, A
             n += 1
             content = EXTRA_TOKEN.format(f"{i}_{n}")
         taken.add(content)
-        out.append(_added_token(i, content))
+        out.append(special_added_token(i, content))
     return out
 
 
