@@ -232,6 +232,7 @@ def test_cli_table_and_json(run, models, tmp_path, capsys):
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "competition c00 · dataset: local" in table and "win rate" in table
+    assert "tokenization: exact, on the network's stack (transformers 4.44.0 / tokenizers 0.19.1)" in table
     assert main([*args, "--json", "--no-isolate"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["seed"] == 0 and len(doc["models"]) == 2 and len(doc["models"][0]["losses"]) == N

@@ -53,6 +53,7 @@ from sn29_growth.eval.tokenizers import (
     TokenizerPolicy,
     Tokenizers,
     TokenizerUnusable,
+    tokenization_note,
 )
 from sn29_growth.modelref import ModelRef
 from sn29_growth.network.rules import NetworkCheck, check_model
@@ -503,7 +504,7 @@ def evaluate_models(
         dtype="bf16" if evaluator.dtype == torch.bfloat16 else "fp32",
         group_samples=comp.group_samples,
         scored_groups=groups,
-        tokenizer_note=choice.tokenizer_note,
+        tokenizer_note=" · ".join(n for n in (choice.tokenizer_note, tokenization_note()) if n),
     )
 
 
