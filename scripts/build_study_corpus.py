@@ -25,7 +25,7 @@ from sn29_growth.study.realtext import (
     download_debs,
     locate_debs,
 )
-from sn29_growth.study.tokens import TokenCorpusError
+from sn29_growth.train.tokens import TokenCorpusError
 
 REPO = Path(__file__).resolve().parent.parent
 

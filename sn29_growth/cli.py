@@ -23,6 +23,7 @@ COMMANDS = (
     "convert",
     "check",
     "evaluate",
+    "data",
     "train",
     "grow",
     "plan",

@@ -299,19 +299,24 @@ def add_training_arguments(
         add_setting(g, TrainConfig, name)
     if miner:
         data_help = (
-            "training texts: local (the embedded corpus's train part), fineweb (FineWeb-edu samples) or a "
-            ".txt/.jsonl file (default: fineweb; offline: local)"
+            "training data: local (the embedded corpus's train part), fineweb (FineWeb-edu samples), a folder "
+            "prepared by `sn29 data` (read memory-mapped) or a .txt/.jsonl file (default: fineweb; offline: "
+            "local)"
         )
         eval_help = (
             "held-out validation every STEPS steps, 0 = never (default: at the start and the end only)"
         )
     else:
         data_help = (
-            "training texts: local (the embedded corpus's train part) or a .txt/.jsonl file (default: local)"
+            "training data: local (the embedded corpus's train part), a folder prepared by `sn29 data` (read "
+            "memory-mapped) or a .txt/.jsonl file (default: local)"
         )
         eval_help = None  # the field's help, with the field's default
     g.add_argument(
-        "--data", default=None, metavar="local|fineweb|FILE" if miner else "local|FILE", help=data_help
+        "--data",
+        default=None,
+        metavar="local|fineweb|FOLDER|FILE" if miner else "local|FOLDER|FILE",
+        help=data_help,
     )
     eval_every = add_setting(g, TrainConfig, "eval_every", default=None)
     if eval_help is None:

@@ -9,6 +9,8 @@ For tests and offline demos of the real huggingface_hub code paths: point ``HF_E
   ``X-Repo-Commit``, ``Content-Length``); LFS files redirected (302, ``X-Linked-Etag`` = sha256,
   ``X-Linked-Size``) to a "CDN" URL on another host name of the same server, which honours ``Range``,
 - ``POST /api/repos/create`` and ``PUT /api/models/{repo}/settings``,
+- the same read routes for dataset repositories (``/api/datasets/{repo}...``, ``/datasets/{repo}/resolve/...``),
+  which live in the same :class:`LocalHub` namespace as models,
 
 with :class:`fake_hub_faults.Faults` injected, and every request recorded.
 """
@@ -34,10 +36,10 @@ from sn29_growth.hub.protocol import RepoNotFound, RevisionNotFound
 logger = logging.getLogger(__name__)
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
-_INFO = re.compile(rf"^/api/models/{_REPO}(?:/revision/(?P<rev>[^/]+))?$")
-_TREE = re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
+_INFO = re.compile(rf"^/api/(?:models|datasets)/{_REPO}(?:/revision/(?P<rev>[^/]+))?$")
+_TREE = re.compile(rf"^/api/(?:models|datasets)/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
 _SETTINGS = re.compile(rf"^/api/models/{_REPO}/settings$")
-_RESOLVE = re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+_RESOLVE = re.compile(rf"^/(?:datasets/)?{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 _CDN = re.compile(rf"^/_cdn/{_REPO}/(?P<rev>[0-9a-f]{{40}})/(?P<path>.+)$")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 

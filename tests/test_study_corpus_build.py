@@ -29,7 +29,7 @@ from sn29_growth.study.realtext import (
     summarize_licence,
     to_text,
 )
-from sn29_growth.study.tokens import open_token_corpus
+from sn29_growth.train.tokens import open_token_corpus
 
 
 def _tar(files: dict[str, bytes], mode: str) -> bytes:

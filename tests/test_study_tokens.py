@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sn29_growth.study.tokens import TokenCorpusError, open_token_corpus, write_token_corpus
+from sn29_growth.train.tokens import TokenCorpusError, open_token_corpus, write_token_corpus
 
 
 @pytest.fixture
@@ -54,3 +54,13 @@ def test_damage_is_named(tmp_path, tokenizer_file):
         open_token_corpus(tmp_path / "d", verify=True)
     with pytest.raises(TokenCorpusError, match="not a token corpus"):
         open_token_corpus(tmp_path)
+
+
+def test_a_vocabulary_past_uint16_is_stored_as_uint32(tmp_path, tokenizer_file):
+    docs = {"train": [[70_000, 1], [65_536]]}
+    corpus = write_token_corpus(tmp_path / "w", tokenizer_file, docs, eos_id=0, vocab_size=128_256)
+    assert corpus.dtype == "uint32" and corpus.manifest["dtype"] == "uint32"
+    assert list(open_token_corpus(tmp_path / "w", verify=True).tokens("train")) == [70_000, 1, 0, 65_536, 0]
+    assert (tmp_path / "w" / "train.bin").stat().st_size == 5 * 4
+    with pytest.raises(TokenCorpusError, match="does not fit uint16"):
+        write_token_corpus(tmp_path / "x", tokenizer_file, docs, eos_id=0, vocab_size=128_256, dtype="uint16")

@@ -17,23 +17,19 @@ import signal
 from pathlib import Path
 
 import pytest
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from standin_tokenizers import (
+    PUNCTUATED,
+    SPECIALS,
+    build_split_regex_folder,
+    training_texts,
+    write_folder,
+)
+from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
 
 from sn29_growth.corpus import Sample, load_corpus
 from sn29_growth.eval.tokenize import TokenizeSettings, tokenize_samples
 from sn29_growth.eval.tokenizers import TokenizerUnusable, emulated_tokenizer, load_tokenizer
 from sn29_growth.network.exact import NetworkTokenizer, TokenizerWorkerError, shared_worker
-
-CL100K_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-PUNCTUATED = "(hello) (world) [the] It'S 12345 ,and .The"
-SPECIALS = ("<unk>", "<s>", "</s>")
-
-
-def training_texts() -> list[str]:
-    return [s.text for s in load_corpus().train[:30]] + [PUNCTUATED] * 30
 
 
 def probe_texts() -> list[str]:
@@ -46,44 +42,9 @@ def probe_texts() -> list[str]:
     ]
 
 
-def write_folder(folder: Path, tokenizer: Tokenizer, config: dict) -> Path:
-    """``tokenizer.json`` with merges as ``"a b"`` strings (what tokenizers 0.19 reads) and the config."""
-    folder.mkdir(parents=True, exist_ok=True)
-    data = json.loads(tokenizer.to_str())
-    data["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in data["model"]["merges"]]
-    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def split_regex_folder(tmp_path_factory) -> Path:
-    """cl100k-style: a Split regex (digits in groups of 1-3, punctuation joined to letters) then byte level
-    without GPT-2's regex; declared GPT2TokenizerFast as ``Xenova/gpt-4`` declares cl100k."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(CL100K_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(training_texts(), trainer)
-    config = {
-        "tokenizer_class": "GPT2TokenizerFast",
-        "bos_token": "<|endoftext|>",
-        "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>",
-        "add_prefix_space": False,
-        "clean_up_tokenization_spaces": False,
-    }
-    return write_folder(tmp_path_factory.mktemp("split-regex"), tok, config)
+    return build_split_regex_folder(tmp_path_factory.mktemp("split-regex"))
 
 
 def llama_normalizer():

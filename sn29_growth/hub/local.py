@@ -48,7 +48,18 @@ from sn29_growth.hub.retry import RetryPolicy, call_with_retries
 
 logger = logging.getLogger(__name__)
 
-LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".model")
+LFS_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".model",
+    ".parquet",
+)
 LFS_MIN_SIZE = 10 * 1024 * 1024
 RequestKind = Literal["info", "file"]
 

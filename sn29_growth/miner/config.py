@@ -22,7 +22,8 @@ class MinerConfig:
     - ``grow``: ``auto`` (the growth planner's recommended shape within the competition's limits),
       ``none`` (train the base as it is), or the path of a growth recipe (YAML/JSON).
     - ``train``: the training run (``None``: no training). ``train_data``: ``local`` (the embedded
-      corpus's train part), ``fineweb`` (FineWeb-edu samples) or a ``.txt``/``.jsonl`` file.
+      corpus's train part), ``fineweb`` (FineWeb-edu samples), a folder prepared by ``sn29 data`` (token ids read
+      memory-mapped) or a ``.txt``/``.jsonl`` file.
       ``train_procs`` > 1 runs training under ``torchrun`` (FSDP2, one process per GPU).
     - ``dataset``/``samples``/``seed``: the "would it win" evaluation, as a validator runs it.
     - ``upload``: ``if-wins`` (default), ``always`` (upload even if the model would not win) or
@@ -69,7 +70,7 @@ class MinerConfig:
         if self.train is not None and not isinstance(self.train, TrainConfig):
             raise ValueError("train must be a TrainConfig or None")
         if not self.train_data:
-            raise ValueError("train_data must be 'local', 'fineweb' or a file")
+            raise ValueError("train_data must be 'local', 'fineweb', a prepared folder or a file")
         int_at_least("train_samples", self.train_samples, 1)
         int_at_least("train_procs", self.train_procs, 1)
         if self.samples is not None:

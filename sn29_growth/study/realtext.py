@@ -14,7 +14,7 @@ The pipeline, every step a plain function:
    (package, path).
 4. :func:`build_corpus` splits by a stable hash of each document's id (``package:path``), trains a byte-level
    BPE on the train part only, caps the total tokens (documents kept in a fixed hash order) and writes a
-   :mod:`sn29_growth.study.tokens` folder with the provenance (packages, versions, sha256, licences) beside it.
+   :mod:`sn29_growth.train.tokens` folder with the provenance (packages, versions, sha256, licences) beside it.
 
 Same ``.deb`` files and settings give the same bytes: documents are ordered by hashes of their ids, nothing
 depends on time or on the file system's listing order, and the BPE trainer is deterministic.
@@ -1104,7 +1104,7 @@ def build_corpus(
     log: Callable[[str], None] = lambda _: None,
 ):
     """Build the token corpus folder ``out`` from the checked ``.deb`` files ``debs`` (name -> path)."""
-    from sn29_growth.study.tokens import write_token_corpus
+    from sn29_growth.train.tokens import write_token_corpus
 
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"output directory {out} already exists (pass overwrite to replace it)")

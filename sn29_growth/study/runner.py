@@ -121,7 +121,7 @@ def token_study_data(config: StudyConfig, out: Path) -> StudyData:
         study_slices,
         write_embedded_token_corpus,
     )
-    from sn29_growth.study.tokens import open_token_corpus
+    from sn29_growth.train.tokens import open_token_corpus
 
     if config.tokens == EMBEDDED:
         corpus = write_embedded_token_corpus(out / "embedded-tokens")

@@ -1,4 +1,4 @@
-"""Study data from a token corpus folder (:mod:`sn29_growth.study.tokens`): single-epoch slices of token ids.
+"""Study data from a token corpus folder (:mod:`sn29_growth.train.tokens`): single-epoch slices of token ids.
 
 The base model reads the first ``N`` tokens of the train split; every arm after growth reads the same next
 ``M`` tokens, starting one token past the base's last prediction target, so no arm is ever trained on a
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sn29_growth.study.tokens import TokenCorpus, open_token_corpus
+from sn29_growth.train.tokens import TokenCorpus, open_token_corpus
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ def write_embedded_token_corpus(folder: str | os.PathLike) -> TokenCorpus:
     from importlib import resources
 
     from sn29_growth.corpus import load_corpus
-    from sn29_growth.study.tokens import write_token_corpus
     from sn29_growth.tokenizer import embedded_tokenizer
+    from sn29_growth.train.tokens import write_token_corpus
 
     if (Path(folder) / "manifest.json").is_file():
         return open_token_corpus(folder)

@@ -8,25 +8,34 @@ A source is anything with a ``name`` and ``texts(epoch) -> Sequence[str]`` (:cla
   FineWeb-edu source of :mod:`sn29_growth.eval.data`): epoch ``e`` draws ``n`` samples with seed
   ``seed + e``, so every epoch brings new rows and a given epoch always the same ones.
 
+Text sources are packed a whole epoch at a time (:class:`PackedStream`). A folder that ``sn29 data``
+prepared (:class:`PreparedTokens`: token ids tokenized ahead, see :mod:`sn29_growth.train.prepare`) is read
+in place instead (:class:`MappedWindows`): its windows are sliced out of the memory-mapped ids as each step
+asks for them, and each process reads only its own share of a step.
+
 Packing: the epoch's texts are tokenized with the model's tokenizer (its default special tokens), EOS is
 appended to each, and the concatenated stream is cut into windows of ``seq_len + 1`` tokens that
 overlap by one (each window predicts ``seq_len`` tokens; every token is predicted once). Windows cross
 document boundaries (no attention masking between documents). The windows of an epoch are shuffled
 with a generator seeded by ``(seed, epoch)``; an optimizer step takes the next ``global_batch`` of them
 and the remainder of an epoch that cannot fill a step is dropped. The position is ``(epoch, cursor)``.
-With several processes every rank builds the same global batch and takes its contiguous share.
+With several processes every rank takes its contiguous share of the same global batch.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from sn29_growth.corpus import load_corpus
+from sn29_growth.train.tokens import DTYPES, MANIFEST, TokenCorpus, open_token_corpus
 
 
 class TextSource(Protocol):
@@ -101,13 +110,63 @@ class SampledTexts:
         return [s.text for s in self.source.samples(self.n, self.seed + epoch)]
 
 
+class PreparedTokens:
+    """A folder of token ids prepared ahead (``sn29 data``): its ``train`` split, read memory-mapped.
+
+    ``tokenizer_fingerprint`` is the fingerprint of the tokenizer that made the ids; a run checks that its
+    model's tokenizer has the same one."""
+
+    split = "train"
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.corpus: TokenCorpus = open_token_corpus(folder)
+        if self.split not in self.corpus.splits:
+            raise ValueError(f"{folder}: the prepared folder has no {self.split!r} split")
+        prepared = self.corpus.manifest.get("prepared")
+        self.tokenizer_fingerprint: str | None = (
+            prepared.get("tokenizer_fingerprint") if isinstance(prepared, dict) else None
+        )
+
+    @property
+    def folder(self) -> Path:
+        return self.corpus.folder
+
+    @property
+    def tokens(self) -> int:
+        return self.corpus.splits[self.split].tokens
+
+    @property
+    def name(self) -> str:
+        digest = self.corpus.splits[self.split].sha256[:12]
+        return f"prepared:{self.folder.name}:{self.tokens}:{digest}"
+
+    def texts(self, epoch: int) -> Sequence[str]:
+        raise ValueError(f"{self.name}: a prepared folder holds token ids, not texts")
+
+    def token_ids(self, epoch: int) -> torch.Tensor:
+        """All ids at once (int32): for small folders only (validation); training reads windows."""
+        return torch.from_numpy(np.asarray(self.corpus.tokens(self.split), dtype=np.int32))
+
+
+def is_prepared_folder(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
 def source_from_arg(arg: str) -> TextSource:
-    """``local`` → the embedded corpus's train part; anything else is a path to a text/jsonl file."""
+    """``local`` → the embedded corpus's train part; a folder prepared by ``sn29 data`` → its token ids;
+    anything else is a path to a text/jsonl file."""
     if arg == "local":
         return CorpusTexts("train")
     path = Path(arg)
+    if is_prepared_folder(path):
+        return PreparedTokens(path)
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"--data {arg}: a folder without {MANIFEST}; prepare it first with `sn29 data SOURCE {arg} "
+            "--tokenizer MODEL_DIR`"
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"--data {arg}: neither 'local' nor an existing file")
+        raise FileNotFoundError(f"--data {arg}: neither 'local', a prepared folder nor an existing file")
     return FileTexts(path)
 
 
@@ -199,6 +258,128 @@ class PackedStream:
                 )
         batch = windows[position.cursor : position.cursor + count].long()
         return batch, DataPosition(position.epoch, position.cursor + count)
+
+    def take_share(
+        self, position: DataPosition, count: int, rank: int, world_size: int
+    ) -> tuple[torch.Tensor, DataPosition]:
+        """This rank's share of the next ``count`` windows and the position after all of them."""
+        batch, position = self.take(position, count)
+        return rank_share(batch, rank, world_size), position
+
+
+SHUFFLE_BLOCK = 1024
+"""Windows per shuffle block of :class:`MappedWindows`."""
+
+
+class MappedWindows:
+    """Windows of ``seq_len + 1`` ids of a prepared folder, sliced from the memory-mapped file on demand.
+
+    The stream is cut as :func:`pack` cuts it (stride ``seq_len``, the tail dropped). Each epoch visits every
+    window once in a shuffled order that needs no table of all windows: the full blocks of
+    :data:`SHUFFLE_BLOCK` consecutive windows are visited in an order drawn from ``(seed, epoch)``, the
+    windows inside each block in an order drawn from ``(seed, epoch, block)``, and the short last block
+    (if any) comes last. The order is a pure function of (seed, epoch, window count), so a position
+    ``(epoch, cursor)`` names the same windows in every run. Pages read are released from this process
+    after each read (resident memory stays flat however large the folder is).
+    """
+
+    def __init__(self, source: PreparedTokens, seq_len: int, seed: int, block: int = SHUFFLE_BLOCK) -> None:
+        self.source, self.seq_len, self.seed, self.block = source, seq_len, seed, block
+        split = source.corpus.splits[source.split]
+        self.count = max(0, (split.tokens - 1) // seq_len)
+        self._code = DTYPES[source.corpus.dtype]
+        self._itemsize = np.dtype(self._code).itemsize
+        self._path = source.folder / split.file
+        self._map: mmap.mmap | None = None
+        self._ids: np.ndarray | None = None
+        self._orders: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _open(self) -> np.ndarray:
+        if self._ids is None:
+            with open(self._path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if hasattr(mmap, "MADV_RANDOM"):
+                self._map.madvise(mmap.MADV_RANDOM)
+            self._ids = np.frombuffer(self._map, dtype=self._code)
+        return self._ids
+
+    def _generator(self, *key: int) -> torch.Generator:
+        seed = self.seed * 1_000_003 + key[0]
+        for k in key[1:]:
+            seed = seed * 1_000_033 + k + 1
+        return torch.Generator().manual_seed(seed % (1 << 63))
+
+    def _order(self, epoch: int, block: int) -> torch.Tensor:
+        """Block ``-1``: the order of the full blocks; else the order inside block ``block``."""
+        key = (epoch, block)
+        if key not in self._orders:
+            full = self.count // self.block
+            if block < 0:
+                size = full
+            else:
+                size = self.block if block < full else self.count - full * self.block
+            if len(self._orders) > 64:
+                self._orders = {k: v for k, v in self._orders.items() if k[1] < 0}
+            gen = self._generator(epoch) if block < 0 else self._generator(epoch, block)
+            self._orders[key] = torch.randperm(size, generator=gen)
+        return self._orders[key]
+
+    def window_index(self, epoch: int, i: int) -> int:
+        """The window read at place ``i`` of epoch ``epoch``."""
+        full = self.count // self.block
+        k, offset = divmod(i, self.block)
+        block = int(self._order(epoch, -1)[k]) if k < full else full
+        return block * self.block + int(self._order(epoch, block)[offset])
+
+    def window_indices(self, position: DataPosition, count: int) -> list[int]:
+        return [self.window_index(position.epoch, position.cursor + i) for i in range(count)]
+
+    def _read(self, indices: Sequence[int]) -> torch.Tensor:
+        ids, width = self._open(), self.seq_len + 1
+        out = np.empty((len(indices), width), dtype=np.int64)
+        page = mmap.PAGESIZE
+        for row, w in enumerate(indices):
+            start = w * self.seq_len
+            out[row] = ids[start : start + width]
+            if hasattr(mmap, "MADV_DONTNEED"):
+                first = start * self._itemsize // page * page
+                end = (start + width) * self._itemsize
+                self._map.madvise(mmap.MADV_DONTNEED, first, end - first)
+        return torch.from_numpy(out)
+
+    def _next(self, position: DataPosition, count: int) -> DataPosition:
+        if position.cursor + count > self.count:
+            position = DataPosition(position.epoch + 1, 0)
+            if count > self.count:
+                raise ValueError(
+                    f"batch: one step needs {count} windows of {self.seq_len} tokens but {self.source.name} "
+                    f"has only {self.count}; lower batch_size/grad_accum/seq_len or prepare more tokens"
+                )
+        return position
+
+    def take(self, position: DataPosition, count: int) -> tuple[torch.Tensor, DataPosition]:
+        """The next ``count`` windows (int64) and the position after them."""
+        return self.take_share(position, count, 0, 1)
+
+    def take_share(
+        self, position: DataPosition, count: int, rank: int, world_size: int
+    ) -> tuple[torch.Tensor, DataPosition]:
+        """This rank's contiguous share of the next ``count`` windows (only those are read) and the
+        position after all of them."""
+        per_rank = count // world_size
+        if per_rank * world_size != count:
+            raise ValueError(f"batch: {count} windows do not split over {world_size} ranks")
+        position = self._next(position, count)
+        mine = DataPosition(position.epoch, position.cursor + rank * per_rank)
+        batch = self._read(self.window_indices(mine, per_rank))
+        return batch, DataPosition(position.epoch, position.cursor + count)
+
+
+def window_stream(source: TextSource, tokenizer, seq_len: int, seed: int) -> PackedStream | MappedWindows:
+    """The training windows of ``source``: read in place from a prepared folder, else packed per epoch."""
+    if isinstance(source, PreparedTokens):
+        return MappedWindows(source, seq_len, seed)
+    return PackedStream(source, tokenizer, seq_len, seed)
 
 
 def rank_share(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

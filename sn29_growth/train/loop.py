@@ -60,10 +60,9 @@ from sn29_growth.train.config import ScheduleConfig, TrainConfig
 from sn29_growth.train.data import (
     CorpusTexts,
     DataPosition,
-    PackedStream,
     TextSource,
-    rank_share,
     validation_windows,
+    window_stream,
 )
 from sn29_growth.train.distributed import (
     DistContext,
@@ -405,6 +404,21 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], step: int | Non
     log.warning("%s", message)
 
 
+def check_data_tokenizer(data: TextSource, tokenizer, model_dir: Path) -> None:
+    """Refuse token ids prepared by another tokenizer than the model's (its fingerprint differs)."""
+    prepared = getattr(data, "tokenizer_fingerprint", None)
+    if prepared is None:
+        return
+    from sn29_growth.eval.tokenize import tokenizer_fingerprint
+
+    own = tokenizer_fingerprint(tokenizer)
+    if own != prepared:
+        raise ValueError(
+            f"data: {data.name} was prepared with tokenizer {prepared}, but {model_dir} tokenizes as {own}; "
+            f"prepare it again with `sn29 data ... --tokenizer {model_dir}`"
+        )
+
+
 def load_training_model(weights_dir: Path, config: TrainConfig) -> torch.nn.Module:
     """The weights to train, loaded on the CPU in ``config.param_dtype`` (the optimizer updates these):
     fp32 master weights by default."""
@@ -529,12 +543,13 @@ class TrainingRun:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         tokenizer = load_tokenizer(model_dir)  # on the network's stack: trained on the ids it is scored on
+        check_data_tokenizer(data, tokenizer, model_dir)
         self.model, self.optimizer, self.parameters, self.new_elements = build_model_and_optimizer(
             resume_dir or model_dir, model_dir, config, ctx
         )
         self.dtype = compute_dtype(config, ctx.device)
         self.autocast = autocast_for(ctx.device, self.dtype)
-        self.stream = PackedStream(data, tokenizer, config.batch.seq_len, config.seed)
+        self.stream = window_stream(data, tokenizer, config.batch.seq_len, config.seed)
         self.log = TrainLog(out_dir / LOG_FILE, ctx.is_main)
         self.val_windows = self._validation_windows(tokenizer, validation)
         # where the run stands
@@ -598,12 +613,14 @@ class TrainingRun:
         config, ctx = self.config, self.ctx
         rates = learning_rates(self.step, config.steps, config.optimizer.lr, config.schedule)
         self.optimizer.set_learning_rates(rates)
-        windows, self.position = self.stream.take(self.position, self.settings["global_batch"])
+        windows, self.position = self.stream.take_share(
+            self.position, self.settings["global_batch"], ctx.rank, ctx.world_size
+        )
         started = time.perf_counter()
         loss, grad_norm = train_step(
             self.model,
             self.optimizer,
-            rank_share(windows, ctx.rank, ctx.world_size),
+            windows,
             config.batch.batch_size,
             config.optimizer.grad_clip,
             ctx,
