@@ -159,3 +159,17 @@ def test_samples_are_tokenized_in_chunks_with_the_same_result(folder, corpus, mo
     chunked = tokenize_samples(tok, samples, WIDE)
     assert chunked.items == whole.items
     assert tok([s.text for s in samples])["input_ids"] == [list(t.ids[:-1]) for t in whole.items]
+
+
+def test_a_change_of_hub_settings_restarts_the_worker_and_reloads(folder, monkeypatch):
+    """huggingface_hub reads HF_HOME/HF_ENDPOINT/offline once: the worker must follow this process's."""
+    worker = exact.TokenizerWorker()
+    try:
+        tok = exact.load_network_tokenizer(folder, worker)
+        assert worker.generation == 1
+        monkeypatch.setenv("HF_HOME", str(folder / "elsewhere"))
+        assert tok.apply_rule(["a b"], 0, 0, False)[0][2] is None  # reloaded in a fresh worker
+        assert worker.generation == 2
+        assert tok.apply_rule(["a b"], 0, 0, False)[0][2] is None and worker.generation == 2
+    finally:
+        worker.close()

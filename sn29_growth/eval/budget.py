@@ -89,7 +89,7 @@ def model_budget(
     return TimeBudget(seconds, explanation)
 
 
-def measure_flops(device: str = "cpu", seconds: float = 0.3) -> float:
+def measure_flops(device: str = "cpu", seconds: float = 0.1) -> float:
     """Matmul throughput of ``device`` in the evaluation's dtype (bf16 on CUDA, fp32 on CPU), FLOP/s."""
     import torch
 

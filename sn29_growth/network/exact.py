@@ -49,6 +49,26 @@ class TokenizerWorkerError(RuntimeError):
     """The tokenizer worker failed a request (the message is its error) or died."""
 
 
+HUB_ENVIRONMENT = (
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "TRANSFORMERS_CACHE",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_TOKEN",
+    "HF_HUB_ETAG_TIMEOUT",
+    "HF_HUB_DOWNLOAD_TIMEOUT",
+)
+"""Variables huggingface_hub reads once, at import: a worker started under other values is restarted, so a
+Hub tokenizer name resolves where this process would resolve it (cache, endpoint, offline mode)."""
+
+
+def _hub_environment() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in HUB_ENVIRONMENT)
+
+
 class TokenizerWorker:
     """One worker process on the network's tokenizer stack; requests are serialised by a lock."""
 
@@ -56,6 +76,7 @@ class TokenizerWorker:
         self._venv = venv
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._environment: tuple[str | None, ...] | None = None
         self.generation = 0  # bumped at every (re)start: handles of an older generation are gone
         self.versions: dict[str, str] = {}
 
@@ -73,11 +94,18 @@ class TokenizerWorker:
             errors="surrogatepass",
             bufsize=1 << 16,
         )
+        self._environment = _hub_environment()
         self.generation += 1
         self.versions = self._exchange({"op": "versions"}, None)["versions"]
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def ensure_current(self) -> None:
+        """Stop a worker started under other Hub settings (the next call starts a fresh one)."""
+        with self._lock:
+            if self.alive() and self._environment != _hub_environment():
+                self.close()
 
     def _exchange(self, request: dict, timeout: float | None) -> dict:
         proc = self._proc
@@ -106,6 +134,8 @@ class TokenizerWorker:
     def call(self, request: dict, timeout: float | None = None) -> dict:
         """Send one request (starting the worker if needed) and return its response."""
         with self._lock:
+            if self.alive() and self._environment != _hub_environment():
+                self.close()  # the Hub settings changed: a fresh worker reads them
             if not self.alive():
                 self._start()
             return self._exchange(request, timeout)
@@ -180,6 +210,7 @@ class NetworkTokenizer:
 
     def _call(self, request: dict, timeout: float | None = None) -> dict:
         worker = self._worker
+        worker.ensure_current()
         loaded = self._loaded_in
         stale = loaded is None or loaded[0] is not worker or loaded[1] != worker.generation
         if stale or not worker.alive():
