@@ -297,25 +297,32 @@ def add_training_arguments(
         add_setting(g, BatchConfig, name)
     for name in ("grad_checkpointing", "compile", "fsdp", "cpu_offload", "dtype", "save_dtype"):
         add_setting(g, TrainConfig, name)
+    streamed = (
+        "hf://org/name[/config][@split] (a Hub dataset's parquet shards) or a folder of .parquet/.jsonl/.txt "
+        "files: tokenized on the network's stack into a prepared folder while training (only the ids the "
+        "run needs, reused by later runs and on resume)"
+    )
     if miner:
+        from sn29_growth.miner.config import ONLINE_TRAIN_DATA
+
         data_help = (
-            "training data: local (the embedded corpus's train part), fineweb (FineWeb-edu samples), a folder "
-            "prepared by `sn29 data` (read memory-mapped) or a .txt/.jsonl file (default: fineweb; offline: "
-            "local)"
+            f"training data: {streamed}; local (the embedded corpus's train part); fineweb (FineWeb-edu rows "
+            "through the datasets-server rows API: small and slow); a folder prepared by `sn29 data` (read "
+            f"memory-mapped) or a .txt/.jsonl file (default: {ONLINE_TRAIN_DATA}; offline: local)"
         )
         eval_help = (
             "held-out validation every STEPS steps, 0 = never (default: at the start and the end only)"
         )
     else:
         data_help = (
-            "training data: local (the embedded corpus's train part), a folder prepared by `sn29 data` (read "
-            "memory-mapped) or a .txt/.jsonl file (default: local)"
+            f"training data: local (the embedded corpus's train part, the default); {streamed}; a folder "
+            "prepared by `sn29 data` (read memory-mapped) or a .txt/.jsonl file"
         )
         eval_help = None  # the field's help, with the field's default
     g.add_argument(
         "--data",
         default=None,
-        metavar="local|fineweb|FOLDER|FILE" if miner else "local|FOLDER|FILE",
+        metavar="hf://…|local|fineweb|FOLDER|FILE" if miner else "local|hf://…|FOLDER|FILE",
         help=data_help,
     )
     eval_every = add_setting(g, TrainConfig, "eval_every", default=None)

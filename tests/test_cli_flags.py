@@ -23,7 +23,16 @@ from sn29_growth.miner import cli as miner_cli
 from sn29_growth.validator.cli import build_parser as validator_parser
 
 REPO = ["--hf-repo", "me/grown"]
-TRAIN_ONLY = {"--stop-after", "--resume", "--val-data", "--device", "--seed", "--no-progress", "--json"}
+TRAIN_ONLY = {
+    "--stop-after",
+    "--resume",
+    "--val-data",
+    "--data-dir",
+    "--device",
+    "--seed",
+    "--no-progress",
+    "--json",
+}
 MINER_ONLY_TRAINING = {"--train-procs", "--train-samples"}
 
 
@@ -109,7 +118,7 @@ def test_the_miner_torchrun_launch_flags_parse_as_sn29_train():
 def test_defaults_and_no_training():
     miner = miner_cli.config_from_args(miner_cli.build_parser().parse_args([*REPO, "--device", "cpu"]))
     assert miner.train.steps == 100 and miner.train.eval_every == 100  # validated at the start and the end
-    assert miner.train_data == "fineweb"
+    assert miner.train_data == "hf://HuggingFaceFW/fineweb-edu-score-2"
     offline = miner_cli.config_from_args(
         miner_cli.build_parser().parse_args([*REPO, "--device", "cpu", "--offline", "--steps", "0"])
     )

@@ -74,7 +74,7 @@ def test_flags_map_onto_the_config(tmp_path):
     )  # validated at the start and the end
     assert (config.dataset, config.samples, config.seed, config.device) == ("local", 64, 5, "cpu")
     assert config.upload == "never" and config.work_dir == tmp_path
-    assert config.train_data == "fineweb"  # online default: train on what validators evaluate
+    assert config.train_data == "hf://HuggingFaceFW/fineweb-edu-score-2"  # online: FineWeb-edu parquet
 
 
 def test_offline_defaults_and_upload_policies():

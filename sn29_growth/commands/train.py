@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 
 from sn29_growth.cliutil import add_setting, add_training_arguments, train_config_from_args
 
@@ -19,7 +20,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a checkpoint (re-warming the slices a growth recipe marks new); FSDP2 under torchrun",
-        description="Train MODEL_DIR on the embedded corpus (or a text/jsonl file) and write the trained "
+        description="Train MODEL_DIR on the embedded corpus, a Hub dataset's parquet shards or a folder of text "
+        "files (tokenized while training), a folder `sn29 data` prepared, or a text/jsonl file, and write the "
+        "trained "
         "checkpoint, train_log.jsonl, loss_curve.png and summary.json into OUT_DIR. New parameter slices "
         "listed in MODEL_DIR/growth_recipe.json get their own learning-rate warm-up (--new-lr-warmup) and can "
         "be trained alone first (--new-only-steps). Launch with `torchrun --nproc_per_node=N -m "
@@ -36,6 +39,13 @@ def register(sub) -> None:
         default=None,
         metavar="FILE",
         help="validation .txt/.jsonl (default: the embedded corpus's held-out part)",
+    )
+    r.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="where --data hf://… or a folder of text files is tokenized (one folder per source and "
+        "tokenizer, reused by later runs and on resume; Hub shards in DIR/shards; default: OUT_DIR/data)",
     )
     add_setting(r, TrainConfig, "device")
     add_setting(r, TrainConfig, "seed")
@@ -74,7 +84,7 @@ def run(args) -> int:
         args.model_dir,
         args.out_dir,
         config,
-        data=source_from_arg(args.data or "local"),
+        data=source_from_arg(args.data or "local", data_dir=args.data_dir or Path(args.out_dir) / "data"),
         validation=validation,
     )
     if rank != 0:

@@ -23,7 +23,7 @@ from sn29_growth.cliutil import (
 )
 from sn29_growth.cliutil import train_config_from_args as training_config
 from sn29_growth.logs import setup_logging
-from sn29_growth.miner.config import MinerConfig
+from sn29_growth.miner.config import ONLINE_TRAIN_DATA, MinerConfig
 from sn29_growth.miner.run import MinerClients, run_miner
 
 log = logging.getLogger("sn29_growth.miner")
@@ -154,7 +154,7 @@ def config_from_args(args: argparse.Namespace) -> MinerConfig:
         grow=args.grow,
         grow_seed=args.grow_seed,
         train=train_config_from_args(args, device),
-        train_data=args.data or ("local" if args.offline else "fineweb"),
+        train_data=args.data or ("local" if args.offline else ONLINE_TRAIN_DATA),
         train_samples=args.train_samples,
         train_procs=args.train_procs,
         dataset=args.dataset or ("local" if args.offline else "fineweb"),

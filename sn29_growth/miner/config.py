@@ -11,6 +11,9 @@ from sn29_growth.hub.protocol import validate_repo_id
 from sn29_growth.train.config import TrainConfig
 
 UPLOAD_POLICIES = ("if-wins", "always", "never")
+ONLINE_TRAIN_DATA = "hf://HuggingFaceFW/fineweb-edu-score-2"
+"""The miner's training data online: FineWeb-edu (score >= 2) from its own parquet shards, tokenized while
+training into ``work_dir/data``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,8 +25,11 @@ class MinerConfig:
     - ``grow``: ``auto`` (the growth planner's recommended shape within the competition's limits),
       ``none`` (train the base as it is), or the path of a growth recipe (YAML/JSON).
     - ``train``: the training run (``None``: no training). ``train_data``: ``local`` (the embedded
-      corpus's train part), ``fineweb`` (FineWeb-edu samples), a folder prepared by ``sn29 data`` (token ids read
-      memory-mapped) or a ``.txt``/``.jsonl`` file.
+      corpus's train part), ``hf://org/name[/config][@split]`` or a folder of ``.parquet``/``.jsonl``/``.txt``
+      files (tokenized while training into ``data_dir``; the miner's flags default to
+      :data:`ONLINE_TRAIN_DATA` online), ``fineweb`` (FineWeb-edu samples through the datasets-server rows
+      API: the small, slow path), a folder prepared by ``sn29 data`` (token ids read memory-mapped) or a
+      ``.txt``/``.jsonl`` file.
       ``train_procs`` > 1 runs training under ``torchrun`` (FSDP2, one process per GPU).
     - ``dataset``/``samples``/``seed``: the "would it win" evaluation, as a validator runs it.
     - ``upload``: ``if-wins`` (default), ``always`` (upload even if the model would not win) or
@@ -70,7 +76,7 @@ class MinerConfig:
         if self.train is not None and not isinstance(self.train, TrainConfig):
             raise ValueError("train must be a TrainConfig or None")
         if not self.train_data:
-            raise ValueError("train_data must be 'local', 'fineweb', a prepared folder or a file")
+            raise ValueError("train_data must be 'local', hf://…, 'fineweb', a folder or a file")
         int_at_least("train_samples", self.train_samples, 1)
         int_at_least("train_procs", self.train_procs, 1)
         if self.samples is not None:
@@ -84,6 +90,11 @@ class MinerConfig:
     @property
     def runs_dir(self) -> Path:
         return self.work_dir / "runs"
+
+    @property
+    def data_dir(self) -> Path:
+        """Training data tokenized while training (one folder per source and tokenizer, shared by runs)."""
+        return self.work_dir / "data"
 
     @property
     def hub_cache(self) -> Path:

@@ -182,7 +182,9 @@ def _train_fingerprint(train: TrainConfig | None) -> dict[str, Any] | None:
 
 
 def text_source(config: MinerConfig):
-    """The training texts: the embedded corpus's train part, FineWeb-edu samples, or a file."""
+    """The training data: the embedded corpus's train part, a Hub dataset or a folder of text files
+    (tokenized while training into ``config.data_dir``), FineWeb-edu samples (rows API), a prepared folder
+    or a file."""
     from sn29_growth.train.data import SampledTexts, source_from_arg
 
     if config.train_data in ("fineweb", "fineweb2", "fineweb-edu"):
@@ -190,7 +192,7 @@ def text_source(config: MinerConfig):
 
         source = make_source("fineweb", cache_dir=config.work_dir / "datasets")
         return SampledTexts(source, config.train_samples, seed=config.seed)
-    return source_from_arg(config.train_data)
+    return source_from_arg(config.train_data, data_dir=config.data_dir)
 
 
 def train_args(config: TrainConfig) -> list[str]:
@@ -252,6 +254,8 @@ def train_candidate(model_dir: Path, out_dir: Path, config: MinerConfig, train_f
             str(out_dir),
             "--data",
             config.train_data,
+            "--data-dir",
+            str(config.data_dir),
             *train_args(tc),
         ]
         log.info("training under torchrun: %s", " ".join(cmd))

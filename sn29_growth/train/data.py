@@ -11,7 +11,9 @@ A source is anything with a ``name`` and ``texts(epoch) -> Sequence[str]`` (:cla
 Text sources are packed a whole epoch at a time (:class:`PackedStream`). A folder that ``sn29 data``
 prepared (:class:`PreparedTokens`: token ids tokenized ahead, see :mod:`sn29_growth.train.prepare`) is read
 in place instead (:class:`MappedWindows`): its windows are sliced out of the memory-mapped ids as each step
-asks for them, and each process reads only its own share of a step.
+asks for them, and each process reads only its own share of a step. A Hub dataset (``hf://…``) or a
+folder of text files is tokenized into such a folder while the run trains
+(:class:`~sn29_growth.train.stream.StreamedTokens`, read by its :class:`~sn29_growth.train.stream.GrowingWindows`).
 
 Packing: the epoch's texts are tokenized with the model's tokenizer (its default special tokens), EOS is
 appended to each, and the concatenated stream is cut into windows of ``seq_len + 1`` tokens that
@@ -152,21 +154,37 @@ def is_prepared_folder(path: str | os.PathLike) -> bool:
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
-def source_from_arg(arg: str) -> TextSource:
+def source_from_arg(arg: str, data_dir: str | os.PathLike | None = None, **options: Any) -> TextSource:
     """``local`` → the embedded corpus's train part; a folder prepared by ``sn29 data`` → its token ids;
-    anything else is a path to a text/jsonl file."""
+    ``hf://org/name[/config][@split]``, a folder of ``.parquet``/``.jsonl``/``.txt`` files or a ``.parquet``
+    file → tokenized into a prepared folder under ``data_dir`` while the run trains
+    (:class:`~sn29_growth.train.stream.StreamedTokens`, ``options`` go to it); any other file is a
+    ``.txt``/``.jsonl`` file tokenized whole at each epoch."""
+    from sn29_growth.train.stream import StreamedTokens, is_text_folder
+
     if arg == "local":
         return CorpusTexts("train")
     path = Path(arg)
+    streamed = arg.startswith("hf://") or (
+        not is_prepared_folder(path)
+        and (is_text_folder(path) or (path.is_file() and path.suffix == ".parquet"))
+    )
+    if streamed:
+        if data_dir is None:
+            raise ValueError(f"--data {arg}: tokenized while training into a data folder, and none was given")
+        return StreamedTokens(arg, data_dir, **options)
     if is_prepared_folder(path):
         return PreparedTokens(path)
     if path.is_dir():
         raise FileNotFoundError(
-            f"--data {arg}: a folder without {MANIFEST}; prepare it first with `sn29 data SOURCE {arg} "
-            "--tokenizer MODEL_DIR`"
+            f"--data {arg}: a folder with neither {MANIFEST} nor .parquet/.jsonl/.txt files; prepare one with "
+            f"`sn29 data SOURCE {arg} --tokenizer MODEL_DIR`"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"--data {arg}: neither 'local', a prepared folder nor an existing file")
+        raise FileNotFoundError(
+            f"--data {arg}: neither 'local', hf://…, a prepared folder, a folder of text files nor an existing "
+            "file"
+        )
     return FileTexts(path)
 
 
@@ -294,8 +312,10 @@ class MappedWindows:
         self._ids: np.ndarray | None = None
         self._orders: dict[tuple[int, int], torch.Tensor] = {}
 
-    def _open(self) -> np.ndarray:
-        if self._ids is None:
+    def _open(self, tokens: int = 0) -> np.ndarray:
+        """The ids, mapped again when the file has grown past the map and ``tokens`` are wanted."""
+        if self._ids is None or self._ids.size < tokens:
+            self._ids = None
             with open(self._path, "rb") as f:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             if hasattr(mmap, "MADV_RANDOM"):
@@ -309,15 +329,17 @@ class MappedWindows:
             seed = seed * 1_000_033 + k + 1
         return torch.Generator().manual_seed(seed % (1 << 63))
 
-    def _order(self, epoch: int, block: int) -> torch.Tensor:
-        """Block ``-1``: the order of the full blocks; else the order inside block ``block``."""
+    def _order(self, epoch: int, block: int, size: int | None = None) -> torch.Tensor:
+        """Block ``-1``: the order of the full blocks; else the order inside block ``block`` (of ``size``
+        windows: by default as the window count says)."""
         key = (epoch, block)
         if key not in self._orders:
-            full = self.count // self.block
-            if block < 0:
-                size = full
-            else:
-                size = self.block if block < full else self.count - full * self.block
+            if size is None:
+                full = self.count // self.block
+                if block < 0:
+                    size = full
+                else:
+                    size = self.block if block < full else self.count - full * self.block
             if len(self._orders) > 64:
                 self._orders = {k: v for k, v in self._orders.items() if k[1] < 0}
             gen = self._generator(epoch) if block < 0 else self._generator(epoch, block)
@@ -335,7 +357,8 @@ class MappedWindows:
         return [self.window_index(position.epoch, position.cursor + i) for i in range(count)]
 
     def _read(self, indices: Sequence[int]) -> torch.Tensor:
-        ids, width = self._open(), self.seq_len + 1
+        width = self.seq_len + 1
+        ids = self._open((max(indices) + 1) * self.seq_len + 1 if len(indices) else 0)
         out = np.empty((len(indices), width), dtype=np.int64)
         page = mmap.PAGESIZE
         for row, w in enumerate(indices):

@@ -351,15 +351,27 @@ def run_settings(config: TrainConfig, world_size: int, data: TextSource) -> dict
     """The settings stored in each checkpoint: those a resumed run must agree with for its data position
     to mean the same windows, and those of the learning-rate schedule (a change is warned about)."""
     b = config.batch
+    global_batch = b.batch_size * b.grad_accum * world_size
     return {
         "seq_len": b.seq_len,
-        "global_batch": b.batch_size * b.grad_accum * world_size,
+        "global_batch": global_batch,
         "seed": config.seed,
         "data": data.name,
+        "data_tokens": data_tokens(config, global_batch, data),
         "steps": config.steps,
         "lr": config.optimizer.lr,
         "schedule": asdict(config.schedule),
     }
+
+
+def data_tokens(config: TrainConfig, global_batch: int, data: TextSource) -> int | None:
+    """The ids a run tokenizing its data while it trains reads (``None`` for other data): its window
+    order depends on them, so a resumed run must ask for the same (the same ``--steps``)."""
+    if not getattr(data, "streamed", False):
+        return None
+    from sn29_growth.train.stream import run_tokens
+
+    return run_tokens(config.steps, global_batch, config.batch.seq_len)
 
 
 def _schedule_rates(settings: dict[str, Any], step: int) -> LearningRates | None:
@@ -374,8 +386,8 @@ def _schedule_rates(settings: dict[str, Any], step: int) -> LearningRates | None
 def check_resume(saved: dict[str, Any], current: dict[str, Any], step: int | None = None) -> None:
     """Refuse a resume whose data would differ; warn, naming each change, when the learning-rate schedule
     differs from the one the checkpoint was made with, and give the learning-rate jump at ``step``."""
-    for key in ("seq_len", "global_batch", "seed", "data"):
-        if key in saved and saved[key] != current[key]:
+    for key in ("seq_len", "global_batch", "seed", "data", "data_tokens"):
+        if key in saved and saved[key] != current.get(key):
             raise ValueError(
                 f"resume: {key} is {current[key]!r} but the checkpoint was made with {saved[key]!r}"
             )
@@ -417,6 +429,15 @@ def check_data_tokenizer(data: TextSource, tokenizer, model_dir: Path) -> None:
             f"data: {data.name} was prepared with tokenizer {prepared}, but {model_dir} tokenizes as {own}; "
             f"prepare it again with `sn29 data ... --tokenizer {model_dir}`"
         )
+
+
+def open_windows(data: TextSource, model_dir: Path, tokenizer, config: TrainConfig, settings: dict[str, Any]):
+    """The run's windows: tokenized into a prepared folder while it trains (``data.open_windows``), read
+    memory-mapped from a prepared folder, or packed per epoch."""
+    seq_len = config.batch.seq_len
+    if getattr(data, "streamed", False):
+        return data.open_windows(model_dir, tokenizer, seq_len, config.seed, settings["data_tokens"])
+    return window_stream(data, tokenizer, seq_len, config.seed)
 
 
 def load_training_model(weights_dir: Path, config: TrainConfig) -> torch.nn.Module:
@@ -499,6 +520,13 @@ def _train(
             f"{out_dir} already holds a training run; pass resume (--resume) or a new directory"
         )
     run = TrainingRun(model_dir, out_dir, config, data, validation, ctx, resume_dir)
+    try:
+        return _run(run, ctx)
+    finally:
+        run.close()
+
+
+def _run(run: TrainingRun, ctx: DistContext) -> TrainResult:
     run.restore()
     with StopRequest() as stop:
         if run.validating and run.step == 0:
@@ -544,14 +572,19 @@ class TrainingRun:
         random.seed(config.seed)
         tokenizer = load_tokenizer(model_dir)  # on the network's stack: trained on the ids it is scored on
         check_data_tokenizer(data, tokenizer, model_dir)
-        self.model, self.optimizer, self.parameters, self.new_elements = build_model_and_optimizer(
-            resume_dir or model_dir, model_dir, config, ctx
-        )
-        self.dtype = compute_dtype(config, ctx.device)
-        self.autocast = autocast_for(ctx.device, self.dtype)
-        self.stream = window_stream(data, tokenizer, config.batch.seq_len, config.seed)
-        self.log = TrainLog(out_dir / LOG_FILE, ctx.is_main)
-        self.val_windows = self._validation_windows(tokenizer, validation)
+        # data tokenized while training starts first: its producer works while the model loads
+        self.stream = open_windows(data, model_dir, tokenizer, config, self.settings)
+        try:
+            self.model, self.optimizer, self.parameters, self.new_elements = build_model_and_optimizer(
+                resume_dir or model_dir, model_dir, config, ctx
+            )
+            self.dtype = compute_dtype(config, ctx.device)
+            self.autocast = autocast_for(ctx.device, self.dtype)
+            self.log = TrainLog(out_dir / LOG_FILE, ctx.is_main)
+            self.val_windows = self._validation_windows(tokenizer, validation)
+        except BaseException:
+            self.close()
+            raise
         # where the run stands
         self.step, self.tokens, self.train_time, self.position = 0, 0, 0.0, DataPosition()
         self.end = min(config.steps, config.stop_after) if config.stop_after else config.steps
@@ -561,6 +594,12 @@ class TrainingRun:
         self.last_checkpoint: str | None = None  # written by this invocation
         self.complete = False
         self._start = (0, 0.0)  # (tokens, train time) when this invocation began
+
+    def close(self) -> None:
+        """Stop the data's producer, if the data has one (what it committed stays for the next run)."""
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
 
     @property
     def validating(self) -> bool:
