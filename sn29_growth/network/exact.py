@@ -162,6 +162,7 @@ class NetworkTokenizer:
         self._handle: int | None = None
         self._generation = -1
         self.info: dict[str, Any] = {}
+        self.staged: Any = None  # what keeps a staged source folder alive (see eval.tokenizers)
         self._load()
 
     def _load(self) -> None:
