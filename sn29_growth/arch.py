@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sn29_growth.reasons import quoted
+
 ROLES = ("hidden", "q", "kv", "inter", "vocab")
 NEW_RULES = ("zero", "random", "one", "mean")
 SUPPORTED = {"llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM"}
@@ -101,7 +103,7 @@ class Shape:
         ):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+                raise ValueError(f"{f} must be a positive integer, got {quoted(v)}")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_key_value_heads ({self.num_key_value_heads}) does not divide "
@@ -131,12 +133,12 @@ class Shape:
         model_type = config.get("model_type")
         if model_type not in SUPPORTED:
             raise UnsupportedArchitecture(
-                f"model_type {model_type!r} is not supported (supported: {', '.join(SUPPORTED)})"
+                f"model_type {quoted(model_type)} is not supported (supported: {', '.join(SUPPORTED)})"
             )
         archs = config.get("architectures") or [SUPPORTED[model_type]]
         if any(a != SUPPORTED[model_type] for a in archs):
             raise UnsupportedArchitecture(
-                f"architectures {archs} not supported for model_type {model_type!r} "
+                f"architectures {quoted(archs)} not supported for model_type {quoted(model_type)} "
                 f"(expected {SUPPORTED[model_type]})"
             )
         try:
@@ -308,7 +310,7 @@ def architecture_for(model_type: str) -> Architecture:
         return ARCHITECTURES[model_type]
     except KeyError:
         raise UnsupportedArchitecture(
-            f"model_type {model_type!r} is not supported (supported: {', '.join(ARCHITECTURES)})"
+            f"model_type {quoted(model_type)} is not supported (supported: {', '.join(ARCHITECTURES)})"
         ) from None
 
 
@@ -332,15 +334,15 @@ class TensorTable:
     def problem(self) -> str | None:
         """One sentence naming the first mismatch (and how many there are), or None."""
         if self.missing:
-            return f"{len(self.missing)} tensor(s) missing, e.g. {self.missing[0]!r}"
+            return f"{len(self.missing)} tensor(s) missing, e.g. {quoted(self.missing[0])}"
         if self.unexpected:
-            return f"{len(self.unexpected)} unexpected tensor(s), e.g. {self.unexpected[0]!r}"
+            return f"{len(self.unexpected)} unexpected tensor(s), e.g. {quoted(self.unexpected[0])}"
         if self.wrong_shape:
             name, found, want = self.wrong_shape[0]
-            return f"tensor {name!r} has shape {list(found)}, config.json implies {list(want)}"
+            return f"tensor {quoted(name)} has shape {list(found)}, config.json implies {list(want)}"
         if self.not_float:
             name, dtype = self.not_float[0]
-            return f"tensor {name!r} has non-float dtype {dtype}"
+            return f"tensor {quoted(name)} has non-float dtype {dtype}"
         return None
 
 
@@ -383,7 +385,7 @@ def bounded_shape(config: dict[str, Any]) -> Shape:
         if value is None and key in ("num_key_value_heads", "head_dim", "max_position_embeddings"):
             continue
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer, got {value!r}")
+            raise ValueError(f"{key} must be an integer, got {quoted(value)}")
         if not 1 <= value <= limit:
             raise ValueError(f"{key} {value} is outside 1..{limit:,}")
     return Shape.from_config(config)

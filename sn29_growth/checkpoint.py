@@ -4,8 +4,11 @@ Every layer reads ``config.json`` (and the tokenizer's JSON files) through :func
 :func:`read_json`: a miner's repository is untrusted input, so each file is bounded in bytes, nesting
 depth and number of values *before* it is parsed, and anything wrong with it is a
 :class:`CheckpointFileError` naming the file and the limit — never a ``RecursionError`` or an hour of
-parsing. Every config this project writes goes through :func:`write_config`, which writes the form the
-network's transformers (4.44) reads with the same meaning as ours (:mod:`sn29_growth.network.config`).
+parsing. Every file a tokenizer or model loader may read has a size limit of its own
+(:data:`FILE_SIZE_LIMITS`), checked before download and before a tokenizer loads; a model's tokenizer
+is loaded from :data:`TOKENIZER_LOAD_FILES` only. Every config this project writes goes through
+:func:`write_config`, which writes the form the network's transformers (4.44) reads with the same
+meaning as ours (:mod:`sn29_growth.network.config`).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ class JsonLimits:
 
 CONFIG_LIMITS = JsonLimits(max_bytes=1 << 20, max_depth=32, max_values=50_000)
 TOKENIZER_CONFIG_LIMITS = JsonLimits(max_bytes=16 << 20, max_depth=32, max_values=2_000_000)
-TOKENIZER_JSON_LIMITS = JsonLimits(max_bytes=64 << 20, max_depth=64, max_values=20_000_000)
+TOKENIZER_JSON_LIMITS = JsonLimits(max_bytes=64 << 20, max_depth=64, max_values=8_000_000)
+"""Real tokenizers come to at most about 2.2 million values and containers (Gemma 3's 33 MB file)."""
 LIMITS_BY_NAME = {
     CONFIG_FILE: CONFIG_LIMITS,
     GENERATION_CONFIG_FILE: CONFIG_LIMITS,
@@ -65,20 +69,62 @@ LIMITS_BY_NAME = {
     RECIPE_FILE: TOKENIZER_JSON_LIMITS,  # a recipe lists every new slice of every tensor
 }
 
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+FILE_SIZE_LIMITS: dict[str, int] = {
+    **{name: limits.max_bytes for name, limits in LIMITS_BY_NAME.items()},
+    "tokenizer.model": 64 << 20,
+    "vocab.json": 64 << 20,
+    "merges.txt": 64 << 20,
+    **{name: 1 << 20 for name in CHAT_TEMPLATE_FILES},
+}
+"""Bytes allowed per file name, for every file but the weights that a tokenizer or model loader may
+read: checked from the Hub's file sizes before any download and again before a tokenizer loads. A few
+times the largest real file of each kind (a 256k-token ``tokenizer.json`` is 33 MB, a chat template tens
+of kB); what the loaders make of a file is several times its size in memory."""
+
+TOKENIZER_LOAD_FILES: tuple[str, ...] = (
+    TOKENIZER_JSON,
+    TOKENIZER_CONFIG,
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    CONFIG_FILE,
+)
+"""The files a model's own tokenizer is loaded from for scoring: what transformers 4.44's
+``AutoTokenizer.from_pretrained`` reads for the tokenizer classes of the competitions (``config.json``
+names the class when ``tokenizer_config.json`` does not). Chat templates never take part in scoring."""
+
+
+def file_size_problem(name: str, size: int) -> str | None:
+    """Why a file of ``size`` bytes named ``name`` is refused (above :data:`FILE_SIZE_LIMITS`), or None."""
+    limit = FILE_SIZE_LIMITS.get(name)
+    if limit is not None and size > limit:
+        return f"{name} is {size:,} bytes, above the limit of {limit:,} for that file"
+    return None
+
+
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_STRUCTURE = re.compile(rb"[\[\]{}]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _nesting_depth(skeleton: bytes) -> int:
+    """The deepest nesting of a JSON text whose strings are blanked, a million brackets at a time."""
+    import numpy as np
+
+    brackets = np.frombuffer(skeleton.translate(None, _NOT_BRACKETS), dtype=np.uint8)
     depth = deepest = 0
-    for bracket in _STRUCTURE.findall(skeleton):
-        depth += 1 if bracket in (b"[", b"{") else -1
-        deepest = max(deepest, depth)
+    for start in range(0, len(brackets), 1 << 20):
+        chunk = brackets[start : start + (1 << 20)]
+        run = np.cumsum(np.where((chunk == 0x5B) | (chunk == 0x7B), 1, -1)) + depth
+        deepest, depth = max(deepest, int(run.max())), int(run[-1])
     return deepest
 
 
 def parse_json_bounded(data: bytes, limits: JsonLimits, where: str) -> Any:
-    """Parse ``data`` after checking its size, nesting depth and value count; NaN/Infinity refused."""
+    """Parse ``data`` after checking its size, nesting depth and value count (every container counts as
+    a value, an empty one too: each is an object the parser creates); NaN/Infinity refused."""
     if len(data) > limits.max_bytes:
         raise CheckpointFileError(f"{where}: {len(data):,} bytes, above the limit of {limits.max_bytes:,}")
     skeleton = _STRING.sub(b'""', data)
@@ -87,7 +133,7 @@ def parse_json_bounded(data: bytes, limits: JsonLimits, where: str) -> Any:
         raise CheckpointFileError(
             f"{where}: nested {depth} levels deep, above the limit of {limits.max_depth}"
         )
-    values = skeleton.count(b",") + skeleton.count(b":") + 1
+    values = sum(skeleton.count(c) for c in (b",", b":", b"[", b"{")) + 1
     if values > limits.max_values:
         raise CheckpointFileError(
             f"{where}: about {values:,} JSON values, above the limit of {limits.max_values:,}"
@@ -162,6 +208,46 @@ def read_recipe(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The ``growth_recipe.json`` a grown checkpoint carries (bounded read), None when it has none."""
     path = Path(directory) / RECIPE_FILE
     return read_json_object(path) if path.exists() else None
+
+
+def tokenizer_files_max_id(
+    tokenizer_json: dict[str, Any],
+    added_tokens: dict[str, Any] | None = None,
+    added_tokens_decoder: dict[str, Any] | None = None,
+) -> int:
+    """The largest token id a tokenizer loaded from these files can emit, read off the parsed files
+    alone: ``tokenizer.json``'s model vocabulary (a ``{token: id}`` map, or a Unigram list whose ids are
+    positions) and added tokens, ``added_tokens.json`` (``{token: id}``) and ``tokenizer_config.json``'s
+    ``added_tokens_decoder`` (``{id: token}``); -1 when they name none."""
+    ids: list[int] = []
+    model = tokenizer_json.get("model")
+    vocab = model.get("vocab") if isinstance(model, dict) else None
+    if isinstance(vocab, dict):
+        ids += [v for v in vocab.values() if isinstance(v, int)]
+    elif isinstance(vocab, list):
+        ids.append(len(vocab) - 1)
+    added = tokenizer_json.get("added_tokens")
+    if isinstance(added, list):
+        ids += [t["id"] for t in added if isinstance(t, dict) and isinstance(t.get("id"), int)]
+    ids += [v for v in (added_tokens or {}).values() if isinstance(v, int)]
+    ids += [int(k) for k in (added_tokens_decoder or {}) if isinstance(k, str) and k.isdigit()]
+    return max(ids, default=-1)
+
+
+def read_tokenizer_max_id(directory: str | os.PathLike) -> int | None:
+    """:func:`tokenizer_files_max_id` of a folder's files (bounded reads), None without ``tokenizer.json``."""
+    root = Path(directory)
+    if not (root / TOKENIZER_JSON).is_file():
+        return None
+    optional = {}
+    for name in ("added_tokens.json", TOKENIZER_CONFIG):
+        optional[name] = read_json_object(root / name) if (root / name).is_file() else {}
+    decoder = optional[TOKENIZER_CONFIG].get("added_tokens_decoder")
+    return tokenizer_files_max_id(
+        read_json_object(root / TOKENIZER_JSON),
+        optional["added_tokens.json"],
+        decoder if isinstance(decoder, dict) else None,
+    )
 
 
 def has_tokenizer(directory: str | os.PathLike) -> bool:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 from sn29_growth.divisor import validate_norm_divisor
+from sn29_growth.reasons import quoted
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def check_norm_divisor(config: dict[str, Any], where: str = "config") -> float |
         raise ModelLoadError(f"{where}: {e}") from e
     if divisor is not None and config.get("model_type") not in PATCHED_MODEL_TYPES:
         raise ModelLoadError(
-            f"{where}: norm_divisor is set but model_type {config.get('model_type')!r} has no patched "
+            f"{where}: norm_divisor is set but model_type {quoted(config.get('model_type'))} has no patched "
             f"classes (supported: {', '.join(PATCHED_MODEL_TYPES)}); refusing to compute a wrong loss"
         )
     return divisor
@@ -237,7 +238,7 @@ def check_model_class(model: torch.nn.Module, raw: dict[str, Any], where: str) -
     archs = raw.get("architectures")
     if name != SUPPORTED[model_type] or (archs is not None and archs != [name]):
         raise ModelLoadError(
-            f"{where}: model_type {model_type!r} instantiated {name}, but architectures says {archs!r}"
+            f"{where}: model_type {quoted(model_type)} instantiated {name}, but architectures says {quoted(archs)}"
         )
     if not patched_classes_active(model_type) or type(model).__module__ not in (
         "transformers_llama",

@@ -144,6 +144,23 @@ def _duplicate_listing(env, base, tmp):
     )
 
 
+def _many_added_tokens(tok):  # ids far beyond the model's vocab_size (1024)
+    tok["added_tokens"] += [
+        {"id": 1024 + i, "content": f"<x{i}>", "single_word": False, "lstrip": False, "rstrip": False}
+        | {"normalized": False, "special": False}
+        for i in range(20_000)
+    ]
+
+
+def _empty_lists_tokenizer(env, base, tmp):  # the limit lowered so that a 2 MB file stands for 57 MB
+    from sn29_growth.checkpoint import LIMITS_BY_NAME, JsonLimits
+
+    env["monkeypatch"].setitem(LIMITS_BY_NAME, "tokenizer.json", JsonLimits(64 << 20, 64, 1_000_000))
+    data = b'{"pad": [' + b"[]," * 700_000 + b"[]]}"
+    path = _variant(base, tmp, add={"tokenizer.json": data})
+    env["chain"].put(0, publish(env["hub"], "eve/model", path, 0), block=10)
+
+
 def _disk_full(env, base, tmp):
     env["chain"].put(0, publish(env["hub"], "eve/model", base, 0), block=10)
     env["clients"].store._free_bytes = lambda path: 0
@@ -234,14 +251,38 @@ CASES = {
     "tokenizer class the network cannot load": (_v5_tokenizer_class, "rejected", "TokenizersBackend"),
     "head_dim the network cannot load": (_head_dim_off_network, "rejected", "computes head_dim"),
     "Hub listing naming a file twice": (_duplicate_listing, "rejected", "more than once"),
+    "chat template of GBs": (
+        _publish_variant(add={"chat_template.jinja": b"{{ x }}" * 500_000}),
+        "rejected",
+        "chat_template.jinja is 3,500,000 bytes, above the limit",
+    ),
+    "tokenizer.json of millions of empty lists": (_empty_lists_tokenizer, "rejected", "JSON values"),
+    "20k added tokens beyond vocab_size": (
+        _publish_variant(tokenizer=_many_added_tokens),
+        "rejected",
+        "token id 21023 is not below the model's vocab_size 1024",
+    ),
+    "hidden_act of 900 KB": (
+        _publish_variant(config={"hidden_act": "x" * 900_000}),
+        "rejected",
+        "hidden_act",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_hostile_input(name, tmp_path, base_dir):
+def test_hostile_input(name, tmp_path, base_dir, monkeypatch):
+    from sn29_growth.reasons import MAX_REASON_CHARS
+
     setup, status, reason = CASES[name]
     config, clients, chain, hub_client, hub = make_env(tmp_path)
-    env = {"chain": chain, "hub": hub, "hub_client": hub_client, "clients": clients}
+    env = {
+        "chain": chain,
+        "hub": hub,
+        "hub_client": hub_client,
+        "clients": clients,
+        "monkeypatch": monkeypatch,
+    }
     setup(env, base_dir, tmp_path)
     state = run(config, clients, max_steps=1, sleep=lambda s: None)  # must not raise
     assert state.step == 1
@@ -251,6 +292,7 @@ def test_hostile_input(name, tmp_path, base_dir):
     rec = state.models[hotkey(0)]
     assert rec.status == status, rec
     assert reason.lower() in rec.reason.lower(), rec.reason
+    assert len(rec.reason) <= MAX_REASON_CHARS
     if name == "NaN weights":
         assert rec.mean_loss is None and rec.win_rate == 0.0
 

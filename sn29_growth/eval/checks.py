@@ -6,7 +6,8 @@ row with a reason and never stops an evaluation.
 Before download, from the repository's file list and ``config.json``:
 
 - weights as safetensors only: at least one ``*.safetensors`` file and no pickle-format weights;
-- repository bytes ≤ the competition's ``model_size``;
+- repository bytes ≤ the competition's ``model_size``, and every file a loader may read (config, tokenizer
+  files, chat templates) within its own limit (:data:`~sn29_growth.checkpoint.FILE_SIZE_LIMITS`);
 - no ``auto_map`` (remote code) and no ``quantization_config`` (other kernels);
 - ``architectures`` non-empty, every entry an exact class name in ``model_types``, and exactly the class
   ``model_type`` selects (a GPT-2 config claiming ``LlamaForCausalLM`` is not run as anything);
@@ -29,10 +30,11 @@ if TYPE_CHECKING:
     import torch
 
 from sn29_growth.arch import SUPPORTED, bounded_shape
-from sn29_growth.checkpoint import CONFIG_FILE, LIMITS_BY_NAME
+from sn29_growth.checkpoint import CONFIG_FILE, file_size_problem
 from sn29_growth.growth.fit import count_params
 from sn29_growth.loading import ModelLoadError, check_norm_divisor
 from sn29_growth.network.rules import config_findings
+from sn29_growth.reasons import quoted
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def local_files(path: str | os.PathLike) -> dict[str, int]:
 
 
 def check_files(files: Mapping[str, int], competition) -> str | None:
-    """Safetensors only, and the repository within ``model_size`` bytes."""
+    """Safetensors only, every file within its own size limit, and the repository within ``model_size``."""
     names = list(files)
     pickles = sorted(n for n in names if n.lower().endswith(PICKLE_WEIGHT_SUFFIXES))
     if pickles:
@@ -62,9 +64,9 @@ def check_files(files: Mapping[str, int], competition) -> str | None:
     if CONFIG_FILE not in names:
         return "no config.json"
     for name, size in files.items():
-        limits = LIMITS_BY_NAME.get(name)
-        if limits is not None and size > limits.max_bytes:
-            return f"{name} is {size:,} bytes, above the limit of {limits.max_bytes:,} for that file"
+        problem = file_size_problem(name, size)
+        if problem:
+            return problem
     total = sum(files.values())
     if total > competition.model_size:
         return f"repository is {total:,} bytes, above the limit of {competition.model_size:,}"
@@ -88,16 +90,16 @@ def check_config(config: Mapping[str, Any], competition) -> str | None:
             return f"config has {key} ({what})"
     archs = config.get("architectures")
     if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
-        return f"config has no architectures list (got {archs!r})"
+        return f"config has no architectures list (got {quoted(archs)})"
     wrong = [a for a in archs if a not in competition.model_types]
     if wrong:
         return f"architecture {wrong[0]} is not allowed in {competition.name} ({', '.join(competition.model_types)})"
     model_type = config.get("model_type")
     if model_type not in SUPPORTED:
-        return f"model_type {model_type!r} is not one this validator runs ({', '.join(SUPPORTED)})"
+        return f"model_type {quoted(model_type)} is not one this validator runs ({', '.join(SUPPORTED)})"
     if archs != [SUPPORTED[model_type]]:
         return (
-            f"architectures {archs} do not match model_type {model_type!r}, whose class is "
+            f"architectures {quoted(archs)} do not match model_type {quoted(model_type)}, whose class is "
             f"{SUPPORTED[model_type]} (the class that runs is chosen by model_type)"
         )
     try:

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from sn29_growth.checkpoint import CONFIG_FILE, try_read_config
-from sn29_growth.eval import checks
+from sn29_growth.eval import checks, memory
 from sn29_growth.eval.cache import LossCache, model_content_hash, settings_fingerprint
 from sn29_growth.eval.competitions import Competition, Competitions, default_competitions, load_competitions
 from sn29_growth.eval.data import (
@@ -180,9 +180,14 @@ class _Evaluator:
             )
         return prep.path
 
-    def gate(self, prep: _Prepared, block: int, competition: Competition) -> ModelResult | Path:
-        """The checks that read no tokenizer and no weights, then the download: a path, or a rejected row."""
-        if prep.path is not None and prep.network is None:
+    def gate(
+        self, prep: _Prepared, block: int, competition: Competition, network: bool = True
+    ) -> ModelResult | Path:
+        """The checks that load no tokenizer and no weights, then the download: a path, or a rejected row.
+
+        ``network``: also apply the network's rules, which parse the tokenizer files; an isolated
+        evaluation leaves that to the model's worker, so that its parent parses none of them."""
+        if network and prep.path is not None and prep.network is None:
             prep.network = check_model(prep.path)
         base = self._base(prep, block)
         if prep.rejection:
@@ -198,7 +203,7 @@ class _Evaluator:
             path = self.clock.timed("download", self.fetch, prep)
         except HubError as e:
             return ModelResult(**base, rejection=f"hub: {type(e).__name__}: {e}")
-        if prep.network is None:
+        if network and prep.network is None:
             prep.network = check_model(path)
         return path
 
@@ -225,8 +230,11 @@ class _Evaluator:
             raise
         except BaseException as e:  # e.g. a tokenizers PanicException (a BaseException) from hostile files
             _raise_if_environment(e)
-            log.warning("%s: %s failed", prep.name, stage, exc_info=True)
-            return ModelResult(**self._base(prep, block), rejection=f"{stage}: {type(e).__name__}: {e}")
+            log.warning("%s: %s failed", prep.name, stage, exc_info=not isinstance(e, MemoryError))
+            reason = (
+                memory.out_of_memory_reason() if isinstance(e, MemoryError) else f"{type(e).__name__}: {e}"
+            )
+            return ModelResult(**self._base(prep, block), rejection=f"{stage}: {reason}")
 
     def _evaluate(
         self, prep: _Prepared, path: Path, block: int, competition: Competition, policy, samples
@@ -244,13 +252,18 @@ class _Evaluator:
                 policy,
                 samples,
                 prep.network,
+                prep.config.get("vocab_size"),
             )
         except PASS_THROUGH:
             raise
         except TokenizerUnusable as e:
+            if memory.is_out_of_memory(e):
+                return ModelResult(**base, rejection=f"tokenizer: {memory.out_of_memory_reason()}: {e}")
             return ModelResult(**base, rejection=str(e))
         except BaseException as e:  # a broken tokenizer of one model must not stop the evaluation
             log.warning("%s: tokenizer failed", prep.name, exc_info=True)
+            if memory.is_out_of_memory(e):
+                return ModelResult(**base, rejection=f"tokenizer: {memory.out_of_memory_reason()}")
             return ModelResult(**base, rejection=f"tokenizer: {type(e).__name__}: {e}")
         tokenizer, tokens, tok_settings, tok_note = (
             chosen.tokenizer,
@@ -321,7 +334,10 @@ class _Evaluator:
                 except RuntimeError as e:
                     _raise_if_environment(e)  # CUDA errors, the device out of memory: the host's fault
                     log.warning("%s: evaluation failed", prep.name, exc_info=True)
-                    return ModelResult(**base, rejection=f"evaluation failed: {type(e).__name__}: {e}")
+                    why = memory.out_of_memory_reason() if memory.is_out_of_memory(e) else ""
+                    return ModelResult(
+                        **base, rejection=f"evaluation failed: {why or f'{type(e).__name__}: {e}'}"
+                    )
                 fresh = dict(zip([keys[i] for i in todo], run.losses, strict=True))
                 losses = tuple(cached[k] if k in cached else fresh[k] for k in keys)
                 log.info("%s: %d samples, %.0f tokens/s", prep.name, len(todo), run.tokens_per_s)
@@ -351,11 +367,12 @@ def _isolated_row(
     timeout_s: float,
     worker_command: Sequence[str] | None,
 ) -> ModelResult:
-    """Gate in this process, then tokenize, load and score in a worker a timeout really kills."""
+    """Gate in this process (from the file list and ``config.json``: no tokenizer file is parsed here),
+    then check, tokenize, load and score in a worker a timeout really kills."""
     from sn29_growth.eval.worker import run_in_worker
 
     evaluator.clock = StageClock()
-    gated = evaluator.clock.timed("checks", evaluator.gate, prep, block, competition)
+    gated = evaluator.clock.timed("checks", evaluator.gate, prep, block, competition, False)
     if isinstance(gated, ModelResult):
         return gated
     request = {**request, "models": [{"key": prep.name, "path": str(gated)}]}
@@ -371,7 +388,6 @@ def _isolated_row(
     parsed = ModelResult.from_json(row, name=prep.name, block=block)
     return replace(
         parsed,
-        network=prep.network.summary() if prep.network else None,
         stages=with_worker(evaluator.clock.times(), parsed.stages, result.seconds),
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sn29_growth.eval.scoring import mean_finite
 from sn29_growth.eval.timing import StageTimes
+from sn29_growth.reasons import bound_reason
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ModelResult:
     failed: bool = False  # the evaluation itself crashed or timed out: no verdict on the files
     network: str | None = None  # the network-compatibility summary (``sn29 check``)
     stages: StageTimes | None = None  # seconds per stage (hash, checks, load, eval, ...)
+
+    def __post_init__(self) -> None:  # the one bound on what a row says (a worker's answer included)
+        object.__setattr__(self, "rejection", bound_reason(self.rejection))
+        object.__setattr__(self, "note", bound_reason(self.note))
 
     @property
     def n_inf(self) -> int:
@@ -87,6 +92,9 @@ class EvaluationFailed:
     Not a rejection: the files may be fine, so the model is tried again later."""
 
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", bound_reason(self.reason))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sn29_growth.checkpoint import TOKENIZER_JSON
+from sn29_growth.checkpoint import (
+    TOKENIZER_JSON,
+    TOKENIZER_LOAD_FILES,
+    file_size_problem,
+    read_tokenizer_max_id,
+)
 from sn29_growth.eval.competitions import Competition
 from sn29_growth.eval.tokenize import TokenizationCache, TokenizedSet, TokenizeSettings
 from sn29_growth.network.rules import NetworkCheck, check_model
@@ -27,6 +34,47 @@ PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 class TokenizerUnusable(ValueError):
     """A model's tokenizer cannot score it (the message is the reason)."""
+
+
+class TokenIdBeyondVocab(TokenizerUnusable):
+    """A model's own tokenizer can emit ids the model has no embedding for: the model is rejected (no
+    other tokenizer stands in)."""
+
+
+def staged_tokenizer_folder(source: str | os.PathLike) -> tempfile.TemporaryDirectory:
+    """A private temporary folder holding only the files a tokenizer is loaded from for scoring
+    (:data:`~sn29_growth.checkpoint.TOKENIZER_LOAD_FILES`), hard links to the model folder's files (copies
+    across file systems), each within its size limit; raises :class:`TokenizerUnusable` naming a file
+    over its limit. Chat templates, generation configs and anything else a library might read stay out.
+    The folder is removed when the returned object is cleaned up or collected."""
+    root = Path(source)
+    staged = tempfile.TemporaryDirectory(prefix="sn29-tokenizer-")
+    try:
+        for name in TOKENIZER_LOAD_FILES:
+            src, dst = root / name, Path(staged.name) / name
+            if not src.is_file():
+                continue
+            problem = file_size_problem(name, src.stat().st_size)
+            if problem is None:
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+                problem = file_size_problem(name, dst.stat().st_size)
+            if problem:
+                raise TokenizerUnusable(problem)
+    except BaseException:
+        staged.cleanup()
+        raise
+    return staged
+
+
+def _staged(source: str | os.PathLike) -> tuple[str | os.PathLike, tempfile.TemporaryDirectory | None]:
+    """Where to load ``source`` from: a model folder's staged copy (and the handle keeping it), or a Hub name."""
+    if Path(source).is_dir():
+        staged = staged_tokenizer_folder(source)
+        return staged.name, staged
+    return source, None
 
 
 @dataclass(frozen=True)
@@ -45,7 +93,8 @@ EMULATE_ENV = "SN29_TOKENIZE_EMULATED"
 
 
 def load_tokenizer(source: str | os.PathLike, model_type: str | None = None):
-    """The tokenizer of a folder or a Hub name, as the network loads it.
+    """The tokenizer of a folder or a Hub name, as the network loads it; a folder's from a staged copy
+    of the files scoring needs (:func:`staged_tokenizer_folder`).
 
     On the network's stack (:func:`~sn29_growth.network.exact.load_network_tokenizer`, exact by
     construction) wherever it can run; a tokenizer 4.44 cannot load raises
@@ -57,10 +106,17 @@ def load_tokenizer(source: str | os.PathLike, model_type: str | None = None):
 
     reason = "SN29_TOKENIZE_EMULATED=1" if os.environ.get(EMULATE_ENV) == "1" else stack_available()
     if reason is None:
+        where, staged = _staged(source)
         try:
-            return load_network_tokenizer(source)
+            tokenizer = load_network_tokenizer(where)
         except TokenizerWorkerError as e:
-            raise TokenizerUnusable(f"does not load on the network's stack: {e}") from None
+            from sn29_growth.eval.memory import current_memory_limit, describe_limit
+
+            died = "died" in str(e) and current_memory_limit() is not None
+            why = f"{e} ({describe_limit()})" if died else str(e)
+            raise TokenizerUnusable(f"does not load on the network's stack: {why}") from None
+        tokenizer.staged = staged  # reloaded from there should its worker restart
+        return tokenizer
     log.warning(
         "tokenizing %s by emulation: the network's tokenizer stack is unavailable (%s)", source, reason
     )
@@ -74,8 +130,13 @@ def emulated_tokenizer(source: str | os.PathLike, model_type: str | None = None,
     from sn29_growth.eval.tokenize import NETWORK_CLEAN_UP
     from sn29_growth.network.tokenizer import network_cleans_up
 
-    tokenizer = load_files(source)
-    setattr(tokenizer, NETWORK_CLEAN_UP, network_cleans_up(_tokenizer_config(source), model_type))
+    where, staged = _staged(source)
+    try:
+        tokenizer = load_files(where)
+        setattr(tokenizer, NETWORK_CLEAN_UP, network_cleans_up(_tokenizer_config(where), model_type))
+    finally:
+        if staged is not None:
+            staged.cleanup()
     tokenizer.emulation_reason = reason
     return tokenizer
 
@@ -127,6 +188,7 @@ class Tokenizers:
         policy: TokenizerPolicy,
         samples,
         network: NetworkCheck | None = None,
+        vocab_size: int | None = None,
     ) -> Tokenization:
         """The tokenization the network's rule gives the model at ``path``, or raises
         :class:`TokenizerUnusable` with the reason.
@@ -134,7 +196,9 @@ class Tokenizers:
         A model's own tokenizer (``tokenizer.json``, when ``policy.own``) must load on the network's stack
         and pass the round trips; if it does not, the competition's tokenizer scores the model instead,
         as the reference does (``policy.fallback``), else the model is rejected for it. ``network``: the
-        folder's network check when the caller has it already (else it is read here).
+        folder's network check when the caller has it already (else it is read here). ``vocab_size``:
+        the model's; an own tokenizer whose files name a larger id is rejected before it is loaded
+        (:class:`TokenIdBeyondVocab`), not replaced.
         """
         own_problem = None
         if (policy.own or not competition.tokenizer) and (path / TOKENIZER_JSON).is_file():
@@ -147,8 +211,9 @@ class Tokenizers:
                 problem = (network or check_model(path)).loading_problem()
                 if problem:
                     raise TokenizerUnusable(problem)
+                _check_max_id(path, vocab_size)
                 return self._tokenize_with(path, model_type, competition, policy, samples)
-            except PASS_THROUGH:
+            except (*PASS_THROUGH, TokenIdBeyondVocab):
                 raise
             except TokenizerUnusable as e:
                 own_problem = str(e)
@@ -191,6 +256,15 @@ class Tokenizers:
         return Tokenization(tokenizer, "own" if own else competition.tokenizer, settings, tokens, note)
 
 
+def _check_max_id(path: Path, vocab_size: int | None) -> None:
+    """The cheap check before any tokenization: the largest id the tokenizer files name vs ``vocab_size``."""
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        return
+    top = read_tokenizer_max_id(path)
+    if top is not None and top >= vocab_size:
+        raise TokenIdBeyondVocab(f"token id {top} is not below the model's vocab_size {vocab_size}")
+
+
 PROBE_SAMPLES = 64
 """Held-out samples of the embedded corpus a tokenizer's round trips are probed on by ``sn29 check``."""
 
@@ -219,9 +293,15 @@ def tokenizer_findings_on_network(path: str | os.PathLike, max_tokenize_fails: i
             Finding("warning", file, "network_stack_unavailable", f"not run on {EXACT_ENGINE}: {reason}"),
         )
     try:
-        tokenizer = load_network_tokenizer(root)
+        staged = staged_tokenizer_folder(root)
+    except TokenizerUnusable as e:
+        return (Finding("error", file, "size", str(e), True),)
+    try:
+        tokenizer = load_network_tokenizer(staged.name)
     except TokenizerWorkerError as e:
+        staged.cleanup()
         return (Finding("error", file, "network_load", f"does not load on {EXACT_ENGINE}: {e}", True),)
+    tokenizer.staged = staged
     if tokenizer.eos_token_id is None:
         return (Finding("error", file, "no_eos", f"no eos_token_id on {EXACT_ENGINE}: the rule appends EOS"),)
     samples = load_corpus().held_out[:PROBE_SAMPLES]

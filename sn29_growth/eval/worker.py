@@ -118,10 +118,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     import sn29_growth.eval.evaluate  # noqa: F401  (torch, transformers: a broken install fails before the mark)
-    from sn29_growth.eval.request import handle_request
+    from sn29_growth.eval.memory import apply_memory_limit, request_memory_limit
 
+    apply_memory_limit(request_memory_limit(request))  # before anything of the model is read
     Path(argv[1] + STARTED_SUFFIX).touch()
-    atomic_write_json(argv[1], handle_request(request), indent=None)
+    try:
+        from sn29_growth.eval.request import handle_request
+
+        response = handle_request(request)
+    except MemoryError:  # outside any one model's row: every model of the request is answered
+        from sn29_growth.eval.memory import out_of_memory_reason
+
+        reason = out_of_memory_reason()
+        response = {"models": {m["key"]: {"rejection": reason} for m in request["models"]}}
+    atomic_write_json(argv[1], response, indent=None)
     return 0
 
 

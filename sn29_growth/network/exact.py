@@ -192,6 +192,7 @@ class NetworkTokenizer:
         self._handle: int | None = None
         self._loaded_in: tuple[TokenizerWorker, int] | None = None
         self.info: dict[str, Any] = {}
+        self.staged: Any = None  # what keeps a staged source folder alive (see eval.tokenizers)
         self._load()
 
     @property

@@ -1,7 +1,8 @@
 """Facts about the network's stack, read off transformers 4.44.0 / tokenizers 0.19.1 themselves.
 
 ``TOKENIZER_CLASSES``: every class name 4.44's ``AutoTokenizer`` resolves from ``tokenizer_class`` (its
-``TOKENIZER_MAPPING_NAMES``, plus ``PreTrainedTokenizerFast``). ``TOKENIZER_COMPONENTS``: the ``type`` of
+``TOKENIZER_MAPPING_NAMES``, plus ``PreTrainedTokenizerFast``). ``ACTIVATIONS``: the ``hidden_act`` names its
+``ACT2FN`` resolves. ``TOKENIZER_COMPONENTS``: the ``type`` of
 each ``tokenizer.json`` component that tokenizers 0.19 deserialises (later versions added e.g. the
 ``ByteLevel`` normalizer and the ``FixedLength`` pre-tokenizer, and write BPE merges as pairs).
 """
@@ -205,3 +206,28 @@ other class (``PreTrainedTokenizerFast`` among them) defaults to True when token
 
 TOKENIZER_CLASS_BY_MODEL_TYPE: dict[str, str] = {"llama": "LlamaTokenizerFast", "phi3": "LlamaTokenizerFast"}
 """The class 4.44's AutoTokenizer picks from config.json's model_type when tokenizer_config.json names none."""
+
+ACTIVATIONS: frozenset[str] = frozenset(
+    {
+        "gelu",
+        "gelu_10",
+        "gelu_fast",
+        "gelu_new",
+        "gelu_python",
+        "gelu_pytorch_tanh",
+        "gelu_accurate",
+        "laplace",
+        "leaky_relu",
+        "linear",
+        "mish",
+        "quick_gelu",
+        "relu",
+        "relu2",
+        "relu6",
+        "sigmoid",
+        "silu",
+        "swish",
+        "tanh",
+    }
+)
+"""Every ``hidden_act`` 4.44's ``ACT2FN`` knows (its ``ACT2CLS`` keys)."""

@@ -41,7 +41,8 @@ from sn29_growth.network.config import (
     network_rope,
     our_rope,
 )
-from sn29_growth.network.known import TOKENIZER_CLASSES, TOKENIZER_COMPONENTS
+from sn29_growth.network.known import ACTIVATIONS, TOKENIZER_CLASSES, TOKENIZER_COMPONENTS
+from sn29_growth.reasons import quoted, shorten
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM"}
 CODE_KEYS = ("auto_map", "quantization_config")
@@ -151,7 +152,7 @@ def _class_findings(config: dict[str, Any]) -> list[Finding]:
             _error(
                 CONFIG_FILE,
                 "model_type",
-                f"model_type {model_type!r}: the network's competitions run llama and phi3 models only",
+                f"model_type {quoted(model_type)}: the network's competitions run llama and phi3 models only",
                 True,
             )
         )
@@ -162,7 +163,7 @@ def _class_findings(config: dict[str, Any]) -> list[Finding]:
             _error(
                 CONFIG_FILE,
                 "architectures",
-                f"architectures {archs!r} for model_type {model_type!r}: expected "
+                f"architectures {quoted(archs)} for model_type {quoted(model_type)}: expected "
                 f"[{ARCHITECTURES[model_type]!r}] (the class is chosen by model_type)",
                 True,
             )
@@ -206,7 +207,12 @@ def _head_findings(config: dict[str, Any]) -> list[Finding]:
         )
     if kv is not None and (not isinstance(kv, int) or isinstance(kv, bool) or kv <= 0 or heads % kv):
         out.append(
-            _error(CONFIG_FILE, "kv_heads", f"num_key_value_heads {kv!r} does not divide {heads} heads", True)
+            _error(
+                CONFIG_FILE,
+                "kv_heads",
+                f"num_key_value_heads {quoted(kv)} does not divide {heads} heads",
+                True,
+            )
         )
     return out
 
@@ -217,7 +223,7 @@ def _rope_findings(config: dict[str, Any]) -> list[Finding]:
     try:
         ours = our_rope(config)
     except NetworkFormatError as e:
-        return [_error(CONFIG_FILE, "rope", str(e))]
+        return [_error(CONFIG_FILE, "rope", shorten(str(e), 300))]
     if ours != theirs:
         out.append(
             _error(
@@ -247,7 +253,7 @@ def _rope_findings(config: dict[str, Any]) -> list[Finding]:
                 _error(
                     CONFIG_FILE,
                     "rope",
-                    f"rope_scaling type {kind!r}: transformers {NETWORK_TRANSFORMERS}'s {model_type} runs "
+                    f"rope_scaling type {quoted(kind)}: transformers {NETWORK_TRANSFORMERS}'s {model_type} runs "
                     f"{', '.join(ROPE_TYPES_4_44[model_type])}",
                     True,
                 )
@@ -272,8 +278,8 @@ def _dtype_findings(config: dict[str, Any]) -> list[Finding]:
             _warning(
                 CONFIG_FILE,
                 "dtype",
-                f"dtype={dtype!r} is transformers 5's key; transformers {NETWORK_TRANSFORMERS} reads "
-                f"torch_dtype ({torch_dtype!r}). Validators load weights in an explicit dtype, so scores "
+                f"dtype={quoted(dtype)} is transformers 5's key; transformers {NETWORK_TRANSFORMERS} reads "
+                f"torch_dtype ({quoted(torch_dtype)}). Validators load weights in an explicit dtype, so scores "
                 f"do not change, but the file does not say what its weights are to the network's stack",
             )
         ]
@@ -288,6 +294,16 @@ def config_findings(config: dict[str, Any]) -> list[Finding]:
     out += _head_findings(config)
     out += _rope_findings(config)
     out += _dtype_findings(config)
+    act = config.get("hidden_act", "silu")
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        out.append(
+            _error(
+                CONFIG_FILE,
+                "hidden_act",
+                f"hidden_act {quoted(act)} is unknown to transformers {NETWORK_TRANSFORMERS}",
+                True,
+            )
+        )
     divisor = config.get("norm_divisor")
     if divisor is not None:
         from sn29_growth.divisor import validate_norm_divisor
@@ -325,7 +341,7 @@ def tokenizer_findings(
                 _error(
                     TOKENIZER_CONFIG,
                     "tokenizer_class",
-                    f"tokenizer_class {cls!r} is unknown to transformers {NETWORK_TRANSFORMERS}'s "
+                    f"tokenizer_class {quoted(cls)} is unknown to transformers {NETWORK_TRANSFORMERS}'s "
                     f"AutoTokenizer (PreTrainedTokenizerFast loads any tokenizer.json)",
                     True,
                 )
@@ -361,7 +377,7 @@ def tokenizer_findings(
                         _error(
                             TOKENIZER_JSON,
                             "component",
-                            f"{kind} type {t!r} is unknown to tokenizers {NETWORK_TOKENIZERS}",
+                            f"{kind} type {quoted(t)} is unknown to tokenizers {NETWORK_TOKENIZERS}",
                             True,
                         )
                     )

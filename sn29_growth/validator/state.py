@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from sn29_growth.atomic import atomic_write_json
+from sn29_growth.reasons import bound_reason
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class ModelRecord:
     injected: bool = False
     label: str = ""
     was_pool: bool = False  # a pool member that re-committed: fetched first
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "reason" and isinstance(value, str):  # every reason, however it is set, stays bounded
+            value = bound_reason(value)
+        super().__setattr__(name, value)
 
     @property
     def key(self) -> str:

@@ -41,6 +41,7 @@ from sn29_growth.eval.tokenize import cap_text
 from sn29_growth.eval.tokenizers import tokenization_note
 from sn29_growth.hub.protocol import DiskBudgetExceeded, HubError
 from sn29_growth.hub.store import ModelSnapshots
+from sn29_growth.reasons import bound_reason
 from sn29_growth.validator.config import ValidatorConfig
 from sn29_growth.validator.entries import ModelEntry
 from sn29_growth.validator.state import ModelRecord, ModelStatus, ValidatorState
@@ -151,7 +152,7 @@ def _discover(state: ValidatorState, clients: Clients, competitions: Competition
 
 
 def _discard(state: ValidatorState, hotkey: str, value: str, block: int, reason: str) -> None:
-    state.discarded[hotkey] = {"commitment": value, "reason": reason, "block": block}
+    state.discarded[hotkey] = {"commitment": value, "reason": bound_reason(reason), "block": block}
     state.models.pop(hotkey, None)
     _forget_from_pools(state, hotkey)
     log.info("discarded commitment of %s: %s", hotkey, reason)
