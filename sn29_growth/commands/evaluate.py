@@ -61,8 +61,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from sn29_growth.cliutil import model_argument
     from sn29_growth.eval.evaluate import evaluate_models
 
+    for model in args.models:
+        model_argument("MODEL", model)
     if args.samples is not None and args.samples < 1:
         raise ValueError("--samples must be >= 1")
     if args.timeout <= 0:

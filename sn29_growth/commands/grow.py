@@ -222,14 +222,20 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    from sn29_growth.cliutil import model_argument, offline_as_argument_error
     from sn29_growth.growth.execute import GrowthVerificationError, grow_checkpoint, resolve_source
 
+    model_argument("SRC", args.src)
+
+    def fetch():
+        return offline_as_argument_error(args.src, lambda: resolve_source(args.src), "SRC")
+
     if (args.max_params is not None or args.max_bytes is not None) and not args.recipe:
-        source = resolve_source(args.src)
+        source = fetch()
         spec = build_spec(args, source.path)
     else:
         spec = build_spec(args)
-        source = args.src
+        source = fetch()
     try:
         report = grow_checkpoint(
             source, args.dst, spec, verify=args.verify, probe=args.probe, max_shard_bytes=args.max_shard_size
