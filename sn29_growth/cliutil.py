@@ -229,7 +229,10 @@ def field_default(config: type, name: str) -> Any:
     return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
 
 
-TRAINING_GROUP = "training (the same flags in `sn29 train` and neurons/miner.py)"
+TRAINING_GROUP = (
+    "training (the same flags in `sn29 train` and neurons/miner.py; only the defaults of --data and "
+    "--eval-every differ, see their help)"
+)
 
 
 def add_setting(
@@ -302,21 +305,25 @@ def add_training_arguments(
         "files: tokenized on the network's stack into a prepared folder while training (only the ids the "
         "run needs, reused by later runs and on resume)"
     )
-    if miner:
-        from sn29_growth.miner.config import ONLINE_TRAIN_DATA
+    from sn29_growth.miner.config import ONLINE_TRAIN_DATA
 
+    if miner:
         data_help = (
             f"training data: {streamed}; local (the embedded corpus's train part); fineweb (FineWeb-edu rows "
             "through the datasets-server rows API: small and slow); a folder prepared by `sn29 data` (read "
-            f"memory-mapped) or a .txt/.jsonl file (default: {ONLINE_TRAIN_DATA}; offline: local)"
+            f"memory-mapped) or a .txt/.jsonl file (default: {ONLINE_TRAIN_DATA}, what validators score; "
+            "offline: local; `sn29 train` defaults to local)"
         )
         eval_help = (
-            "held-out validation every STEPS steps, 0 = never (default: at the start and the end only)"
+            "held-out validation every STEPS steps, 0 = never (default: at the start and the end only: the "
+            "would-it-win check is the evaluation that counts; `sn29 train` validates every "
+            f"{field_default(TrainConfig, 'eval_every')} steps)"
         )
     else:
         data_help = (
-            f"training data: local (the embedded corpus's train part, the default); {streamed}; a folder "
-            "prepared by `sn29 data` (read memory-mapped) or a .txt/.jsonl file"
+            f"training data: local (the embedded corpus's train part, the default: it runs anywhere, offline "
+            f"too; the miner defaults to {ONLINE_TRAIN_DATA}); {streamed}; a folder prepared by `sn29 data` "
+            "(read memory-mapped) or a .txt/.jsonl file"
         )
         eval_help = None  # the field's help, with the field's default
     g.add_argument(
