@@ -87,7 +87,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="allow hidden_size != heads x head_dim: the result will NOT load on the network's "
         "validators (transformers 4.44); for experiments only",
     )
-    m.add_argument("--recipe", metavar="FILE.yaml", help="multi-step growth recipe (instead of target flags)")
+    m.add_argument(
+        "--recipe",
+        metavar="FILE.yaml",
+        help="multi-step growth recipe, a 'steps' list (instead of target flags; format: docs/formats.md)",
+    )
     m.add_argument("--seed", type=int, default=None, help="random seed (default: 0, or the recipe's)")
     m.add_argument(
         "--dtype", default=None, help="output dtype: bfloat16, float16, float32 (default: the source's)"

@@ -36,6 +36,12 @@ class ModelEntry:
         return f"{'injected' if self.injected else 'offline'}:{self.label}"
 
 
+ENTRIES_SHAPE = (
+    'e.g. [{"model": "base", "block": 100, "label": "base"}, {"model": "org/name@main", "block": 200, '
+    '"label": "grown"}] (docs/formats.md)'
+)
+
+
 def load_entries(path: str | os.PathLike, *, injected: bool) -> list[ModelEntry]:
     """Parse a models file; relative directories are resolved against the file's folder."""
     p = Path(path)
@@ -44,11 +50,11 @@ def load_entries(path: str | os.PathLike, *, injected: bool) -> list[ModelEntry]
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"--models {p}: cannot read ({e})") from e
     if not isinstance(data, list) or not data:
-        raise ValueError(f"--models {p}: expected a non-empty JSON list of model entries")
+        raise ValueError(f"--models {p}: expected a non-empty JSON list of model entries; {ENTRIES_SHAPE}")
     out: list[ModelEntry] = []
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "model" not in item:
-            raise ValueError(f"--models {p}: entry {i} needs a 'model' field")
+            raise ValueError(f"--models {p}: entry {i} needs a 'model' field; {ENTRIES_SHAPE}")
         model = _resolved(str(item["model"]), p, i, offline=not injected)
         try:
             out.append(
