@@ -121,3 +121,18 @@ def test_a_cached_hub_model_resolves_offline(tmp_path, monkeypatch):
     assert (ref.repo_id, ref.revision) == ("org/name", "main")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert resolve_model_argument("other/name").repo_id == "other/name"
+
+
+def test_evaluate_says_how_many_samples_it_used(tmp_path, capsys, monkeypatch):
+    from sn29_growth.checkpoint import save_model
+    from sn29_growth.tiny import build_tiny
+    from sn29_growth.tokenizer import embedded_tokenizer
+
+    model = tmp_path / "m"
+    save_model(build_tiny("llama-gqa", seed=0), model, tokenizer=embedded_tokenizer())
+    data = tmp_path / "three.txt"
+    data.write_text("one line of text\nanother line here\nand a third one\n")
+    argv = ["evaluate", str(model), "--dataset", str(data), "--samples", "400", "--no-isolate", "--no-cache"]
+    assert sn29([*argv, "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "--samples 400: the dataset has " in err and "; used " in err

@@ -85,4 +85,9 @@ def run(args) -> int:
         timeout_s=args.timeout,
     )
     print(result.to_json_text() if args.json else result.format_table())
+    used = len(result.sample_ids)
+    if args.samples is not None and used < args.samples:
+        print(
+            f"sn29 evaluate: --samples {args.samples}: the dataset has {used}; used {used}", file=sys.stderr
+        )
     return 0
