@@ -8,8 +8,8 @@
 - :func:`add_setting`: the flag of one config dataclass field, its default and help read from the field.
 - :func:`add_training_arguments` / :func:`train_config_from_args`: the training flags of ``sn29 train``
   and of the miner, from one place (the fields of ``TrainConfig``), so that the two cannot drift apart.
-- :func:`looks_like_local_path` / :func:`check_model_argument`: a model argument that is meant as a folder
-  but does not exist is named as such, not sent to the Hub as a repository id.
+- :func:`model_argument` / :func:`check_model_argument`: every model argument goes through
+  :func:`sn29_growth.modelref.resolve_model_argument`, so that each problem reads the same everywhere.
 """
 
 from __future__ import annotations
@@ -229,7 +229,10 @@ def field_default(config: type, name: str) -> Any:
     return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
 
 
-TRAINING_GROUP = "training (the same flags in `sn29 train` and neurons/miner.py)"
+TRAINING_GROUP = (
+    "training (the same flags in `sn29 train` and neurons/miner.py; only the defaults of --data and "
+    "--eval-every differ, see their help)"
+)
 
 
 def add_setting(
@@ -302,21 +305,25 @@ def add_training_arguments(
         "files: tokenized on the network's stack into a prepared folder while training (only the ids the "
         "run needs, reused by later runs and on resume)"
     )
-    if miner:
-        from sn29_growth.miner.config import ONLINE_TRAIN_DATA
+    from sn29_growth.miner.config import ONLINE_TRAIN_DATA
 
+    if miner:
         data_help = (
             f"training data: {streamed}; local (the embedded corpus's train part); fineweb (FineWeb-edu rows "
             "through the datasets-server rows API: small and slow); a folder prepared by `sn29 data` (read "
-            f"memory-mapped) or a .txt/.jsonl file (default: {ONLINE_TRAIN_DATA}; offline: local)"
+            f"memory-mapped) or a .txt/.jsonl file (default: {ONLINE_TRAIN_DATA}, what validators score; "
+            "offline: local; `sn29 train` defaults to local)"
         )
         eval_help = (
-            "held-out validation every STEPS steps, 0 = never (default: at the start and the end only)"
+            "held-out validation every STEPS steps, 0 = never (default: at the start and the end only: the "
+            "would-it-win check is the evaluation that counts; `sn29 train` validates every "
+            f"{field_default(TrainConfig, 'eval_every')} steps)"
         )
     else:
         data_help = (
-            f"training data: local (the embedded corpus's train part, the default); {streamed}; a folder "
-            "prepared by `sn29 data` (read memory-mapped) or a .txt/.jsonl file"
+            f"training data: local (the embedded corpus's train part, the default: it runs anywhere, offline "
+            f"too; the miner defaults to {ONLINE_TRAIN_DATA}); {streamed}; a folder prepared by `sn29 data` "
+            "(read memory-mapped) or a .txt/.jsonl file"
         )
         eval_help = None  # the field's help, with the field's default
     g.add_argument(
@@ -410,30 +417,33 @@ def looks_like_local_path(spec: str) -> bool:
     return Path(spec).expanduser().exists()
 
 
-def check_model_argument(flag: str, spec: str | None) -> None:
-    """Refuse a local-looking ``spec`` that is not a directory: ``FLAG PATH: no such directory``.
+def model_argument(flag: str, spec: str, **need: bool):
+    """:func:`sn29_growth.modelref.resolve_model_argument`: the one resolver of every model argument."""
+    from sn29_growth.modelref import resolve_model_argument
 
-    A Hub id (``namespace/name[@revision]``) passes unchanged; the Hub decides whether it exists.
-    """
-    if spec is None or not looks_like_local_path(spec):
-        return
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return
-    if path.exists():
-        raise ValueError(f"{flag} {spec}: no such directory ({spec} is a file; give the checkpoint's folder)")
-    raise ValueError(f"{flag} {spec}: no such directory")
+    return resolve_model_argument(spec, flag, **need)
+
+
+def check_model_argument(flag: str, spec: str | None, **need: bool) -> None:
+    """Refuse a model argument that names no usable model (``None``: nothing given, nothing to check)."""
+    if spec is not None:
+        model_argument(flag, spec, **need)
 
 
 def hub_files(spec: str, patterns: Sequence[str]) -> Path:
     """Only the files matching ``patterns`` of the Hub model ``namespace/name[@revision]``, fetched into the
     Hugging Face cache (``HF_HUB_OFFLINE`` or no network: the Hub client's error)."""
-    from huggingface_hub import constants
-
-    from sn29_growth.hub.hf_client import HfHubClient
     from sn29_growth.modelref import ModelRef
 
     ref = ModelRef.hub(spec)
+    return offline_as_argument_error(spec, lambda: _hub_download(ref, patterns))
+
+
+def _hub_download(ref, patterns: Sequence[str]) -> Path:
+    from huggingface_hub import constants
+
+    from sn29_growth.hub.hf_client import HfHubClient
+
     hub = HfHubClient()
     commit = hub.resolve_revision(ref.repo_id, ref.revision)
     return Path(
@@ -441,3 +451,14 @@ def hub_files(spec: str, patterns: Sequence[str]) -> Path:
             ref.repo_id, commit, cache_dir=Path(constants.HF_HUB_CACHE), allow_patterns=list(patterns)
         )
     )
+
+
+def offline_as_argument_error(spec: str, fetch, flag: str = "MODEL"):
+    """``fetch()``, with the Hub's offline refusal reported as the model argument's problem."""
+    from sn29_growth.hub.protocol import HubOffline
+    from sn29_growth.modelref import HUB_OFFLINE, ModelArgumentError
+
+    try:
+        return fetch()
+    except HubOffline:
+        raise ModelArgumentError(f"{flag} {spec}: {HUB_OFFLINE}") from None

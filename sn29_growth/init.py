@@ -113,11 +113,17 @@ def tokenizer_folder(spec: str) -> Path:
     """A local folder holding the tokenizer files ``spec`` names (a folder, or a Hub model whose tokenizer
     files are fetched; offline a Hub name is an error that says so)."""
     from sn29_growth.checkpoint import TOKENIZER_FILES
-    from sn29_growth.cliutil import check_model_argument, hub_files, looks_like_local_path
+    from sn29_growth.cliutil import hub_files, looks_like_local_path
+    from sn29_growth.modelref import NOT_FOUND
 
-    check_model_argument("--tokenizer", spec)
     if looks_like_local_path(spec):
         folder = Path(spec).expanduser()
+        if not folder.exists():
+            raise ValueError(f"--tokenizer {spec}: {NOT_FOUND}")
+        if not folder.is_dir():
+            raise ValueError(
+                f"--tokenizer {spec}: is a file; the folder holding the tokenizer files is expected"
+            )
         if not any((folder / n).is_file() for n in TOKENIZER_FILES):
             raise ValueError(
                 f"--tokenizer {spec}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)"

@@ -237,7 +237,7 @@ def test_cli_table_and_json(run, models, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["seed"] == 0 and len(doc["models"]) == 2 and len(doc["models"][0]["losses"]) == N
     assert main(["evaluate", str(tmp_path / "missing-dir")]) == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert f"{tmp_path / 'missing-dir'}: not found" in capsys.readouterr().err
 
 
 def test_cli_prints_hostile_rows_instead_of_a_traceback(models, tmp_path, capsys):

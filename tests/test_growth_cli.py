@@ -112,6 +112,7 @@ def test_hub_source_goes_through_fetch_model(save_tiny, tmp_path, capsys, monkey
     shutil.copytree(save_tiny(tiny("llama-mha")), snapshot)
     calls = []
     monkeypatch.setattr(sn29_growth.hub, "fetch_model", lambda ref, **kw: calls.append(ref) or snapshot)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the Hub, stood in for by fetch_model
     report = _grow_json(capsys, "alice/tiny@main", tmp_path / "out", "--num-layers", 3)
     assert calls == ["alice/tiny@main"]
     assert report["source"] == {"ref": "alice/tiny@main", "path": str(snapshot), "revision": sha}

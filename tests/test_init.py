@@ -128,7 +128,7 @@ def test_refusals_leave_nothing_behind(tmp_path, capsys, monkeypatch):
         (["init", str(llama), str(tmp_path / "a"), "--tokenizer", "org/tokenizer"], "the Hub is offline"),
         (
             ["init", str(llama), str(tmp_path / "b"), "--tokenizer", str(tmp_path / "missing")],
-            "no such directory",
+            "missing: not found",
         ),
         (["init", str(tmp_path / "nope.json"), str(tmp_path / "c")], "no such file"),
         (
@@ -162,7 +162,7 @@ def test_refusals_leave_nothing_behind(tmp_path, capsys, monkeypatch):
         assert not Path(argv[2]).exists()
     monkeypatch.chdir(tmp_path)
     assert sn29(["init", str(llama), "x", "--tokenizer", "./missing-tok"]) == 2
-    assert "--tokenizer ./missing-tok: no such directory" in capsys.readouterr().err
+    assert "--tokenizer ./missing-tok: not found" in capsys.readouterr().err
     (tmp_path / "exists").mkdir()
     assert sn29(["init", str(llama), str(tmp_path / "exists")]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -25,7 +25,8 @@ def parse(*argv: str):
     return args, config_from_args(args)
 
 
-def test_flags_map_onto_the_config(tmp_path):
+def test_flags_map_onto_the_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # --base org/base@main is fetched from the Hub
     args, config = parse(
         "--netuid",
         "7",

@@ -188,7 +188,7 @@ def test_plan_errors(base, tiny_competitions, capsys):
     err = capsys.readouterr().err
     assert "c99" in err and "c00, c01" in err
     assert sn29(["plan", "./no/such/model", "--max-params", "1M"]) == 2
-    assert "SRC ./no/such/model: no such directory" in capsys.readouterr().err
+    assert "SRC ./no/such/model: not found" in capsys.readouterr().err
     assert sn29(["plan", "org/name", "--max-params", "1M"]) == 2  # a Hub id, offline: said, no traceback
     assert "offline" in capsys.readouterr().err
     tiny = dict(TINY, c02=dict(TINY["c00"], parameters=100_000))  # below the base: nothing fits

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def interrupt(cmd, out, sig) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
-def check_paused(done: subprocess.CompletedProcess, out, hint: str) -> int:
+def check_paused(done: subprocess.CompletedProcess, out, hint) -> int:
     """The one line, no traceback, a complete checkpoint at the step reached; returns that step."""
     assert done.returncode == 130, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -106,7 +107,7 @@ def check_paused(done: subprocess.CompletedProcess, out, hint: str) -> int:
     assert latest is not None, done.stderr[-3000:]
     step = int(latest.name.split("-")[1])
     assert 3 <= step < STEPS
-    line = f"interrupted at step {step}; {hint} to resume"
+    line = hint(step) if callable(hint) else f"interrupted at step {step}; {hint} to resume"
     assert done.stderr.strip().splitlines()[-1] == line, done.stderr[-3000:]
     assert json.loads((latest / STATE_FILE).read_text())["step"] == step
     assert [r["step"] for r in train_records(out)] == list(range(1, step + 1))
@@ -128,8 +129,11 @@ def test_sigint_pauses_and_the_same_command_resumes_exactly(base, straight, tmp_
 
 def test_sigterm_pauses_too(base, straight, tmp_path):
     out = tmp_path / "out"
+    printed = shlex.join(["train", str(base), str(out), *FLAGS, "--resume"])
     check_paused(
-        interrupt(command(base, out), out, signal.SIGTERM), out, "run the same command with --resume"
+        interrupt(command(base, out), out, signal.SIGTERM),
+        out,
+        lambda step: f"interrupted at step {step}; resume with: sn29 {printed}",
     )
     again = subprocess.run(
         command(base, out, "--resume"), env=ENV, capture_output=True, text=True, timeout=600

@@ -46,7 +46,11 @@ def holder(tmp_path):
 
 def _models_file(tmp_path: Path) -> Path:
     f = tmp_path / "models.json"
-    f.write_text(json.dumps([{"model": "nobody/nothing", "block": 1, "label": "m0"}]))
+    placeholder = tmp_path / "placeholder-model"  # a folder with the files a model has; rejected when scored
+    placeholder.mkdir(exist_ok=True)
+    (placeholder / "config.json").write_text("{}")
+    (placeholder / "model.safetensors").write_bytes(b"")
+    f.write_text(json.dumps([{"model": str(placeholder), "block": 1, "label": "m0"}]))
     return f
 
 

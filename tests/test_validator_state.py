@@ -189,7 +189,11 @@ def test_run_steps_counts_failed_and_completed_steps(tmp_path):
 
 def _offline_args(tmp_path: Path, steps: int) -> list[str]:
     models = tmp_path / "models.json"
-    models.write_text(json.dumps([{"model": "nobody/nothing", "block": 1, "label": "m0"}]))
+    placeholder = tmp_path / "placeholder-model"  # a folder with the files a model has; rejected when scored
+    placeholder.mkdir(exist_ok=True)
+    (placeholder / "config.json").write_text("{}")
+    (placeholder / "model.safetensors").write_bytes(b"")
+    models.write_text(json.dumps([{"model": str(placeholder), "block": 1, "label": "m0"}]))
     return [
         "--offline",
         "--models",

@@ -30,17 +30,12 @@ def register(sub) -> None:
 
 
 def _folder(spec: str):
-    from pathlib import Path
-
-    local = Path(spec).expanduser()
-    if local.is_dir():
-        return local
-    if local.exists():
-        raise ValueError(f"{spec}: not a directory")
     from sn29_growth.checkpoint import CONFIG_FILE, TOKENIZER_FILES
-    from sn29_growth.cliutil import check_model_argument, hub_files
+    from sn29_growth.cliutil import hub_files, model_argument
 
-    check_model_argument("MODEL", spec)
+    ref = model_argument("MODEL", spec, weights=False, tokenizer=True)
+    if ref.path is not None:
+        return ref.path
     return hub_files(spec, (CONFIG_FILE, *TOKENIZER_FILES))
 
 
@@ -49,7 +44,8 @@ def run(args) -> int:
     from sn29_growth.network.rules import check_model
 
     check = check_model if args.static_only else check_on_network
-    results = [check(_folder(m)) for m in args.models]
+    folders = [_folder(m) for m in args.models]  # every argument is checked before any work
+    results = [check(f) for f in folders]
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:

@@ -97,8 +97,10 @@ def loss_check(src, dst, samples: int = LOSS_SAMPLES) -> dict:
 
 
 def run(args) -> int:
+    from sn29_growth.cliutil import model_argument
     from sn29_growth.convert import to_divisor, to_network, to_stock
 
+    model_argument("SRC", args.src, hub=False)
     if args.to_network:
         result = to_network(args.src, args.dst)
         if args.json:

@@ -61,8 +61,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from sn29_growth.cliutil import model_argument
     from sn29_growth.eval.evaluate import evaluate_models
 
+    for model in args.models:
+        model_argument("MODEL", model)
     if args.samples is not None and args.samples < 1:
         raise ValueError("--samples must be >= 1")
     if args.timeout <= 0:
@@ -82,4 +85,9 @@ def run(args) -> int:
         timeout_s=args.timeout,
     )
     print(result.to_json_text() if args.json else result.format_table())
+    used = len(result.sample_ids)
+    if args.samples is not None and used < args.samples:
+        print(
+            f"sn29 evaluate: --samples {args.samples}: the dataset has {used}; used {used}", file=sys.stderr
+        )
     return 0

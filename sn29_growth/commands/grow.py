@@ -87,7 +87,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="allow hidden_size != heads x head_dim: the result will NOT load on the network's "
         "validators (transformers 4.44); for experiments only",
     )
-    m.add_argument("--recipe", metavar="FILE.yaml", help="multi-step growth recipe (instead of target flags)")
+    m.add_argument(
+        "--recipe",
+        metavar="FILE.yaml",
+        help="multi-step growth recipe, a 'steps' list (instead of target flags; format: docs/formats.md)",
+    )
     m.add_argument("--seed", type=int, default=None, help="random seed (default: 0, or the recipe's)")
     m.add_argument(
         "--dtype", default=None, help="output dtype: bfloat16, float16, float32 (default: the source's)"
@@ -222,14 +226,20 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    from sn29_growth.cliutil import model_argument, offline_as_argument_error
     from sn29_growth.growth.execute import GrowthVerificationError, grow_checkpoint, resolve_source
 
+    model_argument("SRC", args.src)
+
+    def fetch():
+        return offline_as_argument_error(args.src, lambda: resolve_source(args.src), "SRC")
+
     if (args.max_params is not None or args.max_bytes is not None) and not args.recipe:
-        source = resolve_source(args.src)
+        source = fetch()
         spec = build_spec(args, source.path)
     else:
         spec = build_spec(args)
-        source = args.src
+        source = fetch()
     try:
         report = grow_checkpoint(
             source, args.dst, spec, verify=args.verify, probe=args.probe, max_shard_bytes=args.max_shard_size

@@ -13,8 +13,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from sn29_growth.cliutil import model_argument
     from sn29_growth.params import count_parameters
 
+    model_argument("PATH", args.path, hub=False, weights=False, config_file=True)
     counts = count_parameters(args.path)
     if args.json:
         print(json.dumps(counts))

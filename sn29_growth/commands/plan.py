@@ -100,16 +100,16 @@ def read_source(src: str) -> Source:
         read_json_object,
         read_model_config,
     )
-    from sn29_growth.cliutil import check_model_argument, hub_files
+    from sn29_growth.cliutil import hub_files, model_argument
 
-    p = Path(src).expanduser()
-    if p.is_file():
+    ref = model_argument("SRC", src, weights=False, config_file=True)
+    p = ref.path.expanduser() if ref.path is not None else None
+    if p is not None and p.is_file():
         if p.name == CONFIG_FILE:
             return Source(src, read_model_config(p.parent), None, p.parent)
         return Source(src, read_json_object(p), p, None)
-    if p.is_dir():
+    if p is not None:
         return Source(src, read_model_config(p), None, p)
-    check_model_argument("SRC", src)
     folder = hub_files(src, (CONFIG_FILE, GENERATION_CONFIG_FILE, *TOKENIZER_FILES))
     return Source(src, read_model_config(folder), None, folder)
 

@@ -11,7 +11,12 @@ import logging
 import os
 from pathlib import Path
 
-from sn29_growth.cliutil import add_setting, add_training_arguments, train_config_from_args
+from sn29_growth.cliutil import (
+    add_setting,
+    add_training_arguments,
+    model_argument,
+    train_config_from_args,
+)
 
 
 def register(sub) -> None:
@@ -75,6 +80,7 @@ def run(args) -> int:
     from sn29_growth.train import train
     from sn29_growth.train.data import FileTexts, source_from_arg
 
+    model_argument("MODEL_DIR", args.model_dir, hub=False, tokenizer=True)
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)

@@ -165,6 +165,13 @@ class GrowthSpec:
         )
 
 
+RECIPE_SHAPE = """expected a mapping with a 'steps' list (a full example: docs/formats.md), e.g.
+  steps:
+    - num_layers: 4
+      intermediate_size: 320
+    - hidden_size: 128"""
+
+
 def load_recipe(path: str | os.PathLike) -> GrowthSpec:
     """A :class:`GrowthSpec` from a YAML or JSON recipe file; errors name the file."""
     p = Path(path)
@@ -183,4 +190,4 @@ def load_recipe(path: str | os.PathLike) -> GrowthSpec:
     try:
         return GrowthSpec.from_dict(data)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"--recipe {p}: {e}") from e
+        raise ValueError(f"--recipe {p}: {e}\n{RECIPE_SHAPE}") from e

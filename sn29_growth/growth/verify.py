@@ -277,7 +277,10 @@ class ProbeResult:
         if not self.applicable:
             return "n/a (no new parameter slices to check)"
         where = "" if self.layers is None else f" (blocks {list(self.layers)} with embedding and head)"
-        return f"{self.lines_checked} new lines checked{where}, {len(self.stuck)} stuck group(s)"
+        return (
+            f"{self.lines_checked} new weight rows/columns checked for movement after {self.steps} training "
+            f"steps{where}, {len(self.stuck)} stuck group(s)"
+        )
 
     def renamed(self, names: dict[int, int], layers: tuple[int, ...] | None) -> ProbeResult:
         """This result with block indices mapped by ``names`` (probe model → output model)."""

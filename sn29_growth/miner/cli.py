@@ -144,7 +144,7 @@ def train_config_from_args(args: argparse.Namespace, device: str):
 def config_from_args(args: argparse.Namespace) -> MinerConfig:
     if args.force_upload and args.no_upload:
         raise ValueError("--force-upload and --no-upload contradict each other")
-    check_model_argument("--base", args.base)
+    check_model_argument("--base", args.base, tokenizer=True, offline=False if args.offline else None)
     device = _device(args.device)
     return MinerConfig(
         work_dir=args.model_dir.expanduser(),

@@ -43,7 +43,7 @@ class MinerConfig:
     grow: str = setting(
         "auto",
         "auto: the planner's shape within the limits (see `sn29 plan SRC --competition`); none: no growth; or "
-        "a recipe file",
+        "a recipe file (a 'steps' list: docs/formats.md)",
         metavar="auto|none|RECIPE",
     )
     grow_seed: int = setting(0, "seed of the growth's new weights", metavar="SEED")

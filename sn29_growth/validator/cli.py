@@ -23,27 +23,61 @@ def build_parser() -> argparse.ArgumentParser:
         description="SN29 validator: discover committed models, download, check, evaluate, score, set weights.",
     )
     chain = p.add_argument_group("chain")
-    chain.add_argument("--netuid", type=int, default=29)
+    chain.add_argument("--netuid", type=int, default=29, metavar="N", help="subnet id")
     chain.add_argument(
         "--subtensor.network", dest="network", default="finney", help="finney | test | local | ws://host:port"
     )
-    chain.add_argument("--wallet.name", dest="wallet_name", default="default")
-    chain.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default")
-    chain.add_argument("--wallet.path", dest="wallet_path", default="~/.bittensor/wallets")
+    chain.add_argument("--wallet.name", dest="wallet_name", default="default", help="coldkey wallet name")
+    chain.add_argument(
+        "--wallet.hotkey", dest="wallet_hotkey", default="default", help="hotkey name (it sets the weights)"
+    )
+    chain.add_argument(
+        "--wallet.path", dest="wallet_path", default="~/.bittensor/wallets", help="wallets folder"
+    )
     chain.add_argument(
         "--dont-set-weights", action="store_true", help="evaluate and score, never set weights"
     )
-    chain.add_argument("--weights-interval-blocks", type=int, default=DEFAULT_WEIGHTS_INTERVAL_BLOCKS)
-    chain.add_argument("--version-key", type=int, default=VERSION_KEY)
-    ev = p.add_argument_group("evaluation")
-    ev.add_argument("--model-dir", required=True, type=Path, help="downloads, caches and the validator state")
-    ev.add_argument("--device", default="cuda", help="cpu | cuda | cuda:N")
-    ev.add_argument(
-        "--competitions", default=None, help="competitions.json URL or file (default: packaged copy)"
+    chain.add_argument(
+        "--weights-interval-blocks",
+        type=int,
+        default=DEFAULT_WEIGHTS_INTERVAL_BLOCKS,
+        metavar="BLOCKS",
+        help="set weights at most once per this many blocks (12 s each: 175 is about 35 minutes)",
     )
-    ev.add_argument("--hall-of-fame", default=None, help="hall_of_fame.json URL or file")
+    chain.add_argument(
+        "--version-key",
+        type=int,
+        default=VERSION_KEY,
+        metavar="N",
+        help="version key sent with the weights (the subnet's validators agree on it)",
+    )
+    ev = p.add_argument_group("evaluation")
     ev.add_argument(
-        "--dataset", default=None, help="fineweb | local | PATH (default: fineweb; offline: local)"
+        "--model-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="downloads, caches and the validator state (validator_state.json, validator.lock)",
+    )
+    ev.add_argument("--device", default="cuda", help="where models are evaluated: cpu | cuda | cuda:N")
+    ev.add_argument(
+        "--competitions",
+        default=None,
+        metavar="FILE|URL",
+        help="competitions.json URL or file, re-read every 15 minutes (default: the packaged copy)",
+    )
+    ev.add_argument(
+        "--hall-of-fame",
+        default=None,
+        metavar="FILE|URL",
+        help="hall_of_fame.json URL or file: bounties paid beside the competitions (default: none)",
+    )
+    ev.add_argument(
+        "--dataset",
+        default=None,
+        metavar="fineweb|local|PATH",
+        help="evaluation samples: FineWeb-edu, the embedded held-out corpus, or a .txt/.jsonl file "
+        "(default: fineweb; offline: local)",
     )
     ev.add_argument(
         "--samples", type=int, default=None, help="samples per evaluation (default: competition's)"
@@ -66,17 +100,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--eval-timeout-floor", type=float, default=120.0, help="least seconds per model (default 120)"
     )
-    ev.add_argument("--disk-budget-gb", type=float, default=None, help="cap on the model cache")
+    ev.add_argument(
+        "--disk-budget-gb",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="cap on the model cache in MODEL_DIR/hub, in GiB: a model that would not fit is not downloaded "
+        "in that step (default: no cap)",
+    )
     run = p.add_argument_group("running")
     run.add_argument("--offline", action="store_true", help="no chain, no Hub: evaluate the --models entries")
     run.add_argument(
         "--models",
         type=Path,
         default=None,
-        help="JSON list of {model, block, label}: benchmarks online (never weighted), the miners offline",
+        metavar="FILE.json",
+        help="JSON list of {model, block, label[, competition]} (docs/formats.md): benchmarks online "
+        "(never weighted), the miners offline",
     )
     run.add_argument("--steps", type=int, default=None, help="stop after N steps (default: run forever)")
-    run.add_argument("--step-interval", type=float, default=60.0, help="seconds between steps")
+    run.add_argument(
+        "--step-interval", type=float, default=60.0, metavar="SECONDS", help="seconds between steps"
+    )
     run.add_argument(
         "--max-environment-failures",
         type=int,
@@ -88,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--eval-worker", default=None, help=argparse.SUPPRESS
     )  # replace the worker command (tests)
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 

@@ -36,6 +36,12 @@ class ModelEntry:
         return f"{'injected' if self.injected else 'offline'}:{self.label}"
 
 
+ENTRIES_SHAPE = (
+    'e.g. [{"model": "base", "block": 100, "label": "base"}, {"model": "org/name@main", "block": 200, '
+    '"label": "grown"}] (docs/formats.md)'
+)
+
+
 def load_entries(path: str | os.PathLike, *, injected: bool) -> list[ModelEntry]:
     """Parse a models file; relative directories are resolved against the file's folder."""
     p = Path(path)
@@ -44,15 +50,12 @@ def load_entries(path: str | os.PathLike, *, injected: bool) -> list[ModelEntry]
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"--models {p}: cannot read ({e})") from e
     if not isinstance(data, list) or not data:
-        raise ValueError(f"--models {p}: expected a non-empty JSON list of model entries")
+        raise ValueError(f"--models {p}: expected a non-empty JSON list of model entries; {ENTRIES_SHAPE}")
     out: list[ModelEntry] = []
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "model" not in item:
-            raise ValueError(f"--models {p}: entry {i} needs a 'model' field")
-        model = str(item["model"])
-        local = (p.parent / model) if not Path(model).is_absolute() else Path(model)
-        if local.is_dir():
-            model = str(local.resolve())
+            raise ValueError(f"--models {p}: entry {i} needs a 'model' field; {ENTRIES_SHAPE}")
+        model = _resolved(str(item["model"]), p, i, offline=not injected)
         try:
             out.append(
                 ModelEntry(
@@ -70,3 +73,15 @@ def load_entries(path: str | os.PathLike, *, injected: bool) -> list[ModelEntry]
     if len(set(labels)) != len(labels):
         raise ValueError(f"--models {p}: labels must be distinct")
     return out
+
+
+def _resolved(model: str, path: Path, index: int, *, offline: bool) -> str:
+    """The entry's model through the one model-argument resolver: a folder (relative to the file's folder)
+    as an absolute path, else a Hub id (refused when the validator runs ``--offline``)."""
+    from sn29_growth.modelref import resolve_model_argument
+
+    flag = f"--models {path}: entry {index}:"
+    local = Path(model).expanduser()
+    local = local if local.is_absolute() else path.parent / local
+    ref = resolve_model_argument(local if local.exists() else model, flag, offline=offline or None)
+    return str(ref.path.resolve()) if ref.path is not None else model
