@@ -199,7 +199,7 @@ def test_errors_exit_with_code_2(tmp_path, capsys):
     ],
 )
 def test_explicit_competitions_that_cannot_be_used_stop_before_anything_is_done(
-    tmp_path, capsys, content, reason
+    tmp_path, capsys, caplog, content, reason
 ):
     comps = tmp_path / "competitions.json"
     if content is not None:
@@ -208,4 +208,6 @@ def test_explicit_competitions_that_cannot_be_used_stop_before_anything_is_done(
     assert main([*argv, "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"--competitions {comps}" in err and reason in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert not any("packaged default" in r.getMessage() for r in caplog.records)  # no fall-back announced
     assert not (tmp_path / "work" / "runs").exists()  # nothing grown, trained or published

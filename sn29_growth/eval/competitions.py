@@ -538,6 +538,8 @@ class _LastGoodSource(Generic[T]):
             fresh = self._accept(fresh, self._last_good)
         except _READ_ERRORS as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
+            if self.strict and self._last_good is None:
+                return  # nothing is kept: get() fails with this cause
             kept = "the last good one" if self._last_good is not None else "the packaged default"
             logger.warning(
                 "%s: reading %s failed (%s); keeping %s", self.what, self.location, self.last_error, kept
