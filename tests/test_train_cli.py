@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from sn29_growth.chain.commitment import is_hashed_file
 from sn29_growth.cli import main
 from sn29_growth.loading import load_model
 from sn29_growth.tiny import build_tiny
@@ -41,6 +42,10 @@ def test_cli_trains_on_a_jsonl_file(base, tmp_path, corpus, capsys):
     assert [p.name for p in list_checkpoints(out)] == ["step-00000004"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"] == f"file:{data}"
+    card = (out / "README.md").read_text()  # a model card, as sn29 grow writes one
+    assert "# Trained LlamaForCausalLM" in card and f"`{base}`" in card and f"`file:{data}`" in card
+    assert f"| held-out loss after | {result['final_val_loss']:.4f} |" in card
+    assert not is_hashed_file("README.md")  # the card is never part of the model's content hash
     load_model(out)
     assert main(argv) == 2  # the directory already holds a run: refused, not overwritten
     assert "already holds a training run" in capsys.readouterr().err

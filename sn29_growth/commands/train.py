@@ -28,7 +28,8 @@ def register(sub) -> None:
         description="Train MODEL_DIR on the embedded corpus, a Hub dataset's parquet shards or a folder of text "
         "files (tokenized while training), a folder `sn29 data` prepared, or a text/jsonl file, and write the "
         "trained "
-        "checkpoint, train_log.jsonl, loss_curve.png and summary.json into OUT_DIR. New parameter slices "
+        "checkpoint, train_log.jsonl, loss_curve.png, summary.json and a model card (README.md) into OUT_DIR. "
+        "New parameter slices "
         "listed in MODEL_DIR/growth_recipe.json get their own learning-rate warm-up (--new-lr-warmup) and can "
         "be trained alone first (--new-only-steps). Launch with `torchrun --nproc_per_node=N -m "
         "sn29_growth.train ...` for several processes.",

@@ -10,7 +10,7 @@ optimizer, the data stream and where the run stands. Options that change how a s
 computes: activation checkpointing, ``torch.compile`` of the decoder layers, FSDP2 in one process, CPU
 offload (see ``docs/memory-plan.md``). Outputs in ``OUT_DIR``:
 the final model (config + safetensors + the tokenizer of ``MODEL_DIR``), ``train_log.jsonl``,
-``loss_curve.png``, ``summary.json`` and ``checkpoints/``.
+``loss_curve.png``, ``summary.json``, the model card ``README.md`` and ``checkpoints/``.
 
 SIGINT (Ctrl-C) and SIGTERM pause a run rather than crash it: the step in progress finishes, every rank
 agrees to stop at the same step, a checkpoint of that step is written (the usual atomic one) and
@@ -40,10 +40,11 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
 from sn29_growth.atomic import atomic_write_json, atomic_write_text
-from sn29_growth.checkpoint import checkpoint_dtype, read_model_config
+from sn29_growth.checkpoint import checkpoint_dtype, read_model_config, try_read_config
 from sn29_growth.eval.tokenizers import load_tokenizer
 from sn29_growth.loading import load_model
 from sn29_growth.progress import Progress
+from sn29_growth.train.card import trained_model_card
 from sn29_growth.train.checkpoint import (
     DTYPES,
     TrainerState,
@@ -86,6 +87,7 @@ log = logging.getLogger(__name__)
 LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "loss_curve.png"
+CARD_FILE = "README.md"  # the model card; never hashed (chain/commitment.py)
 STOP_GRACE_S = 1.0  # a second signal within this time of the first is the same request (see StopRequest)
 
 
@@ -739,7 +741,7 @@ class TrainingRun:
         write_final_model(self.out_dir, self.model, self.model_dir, self.ctx, DTYPES[save_dtype])
 
     def result(self) -> TrainResult:
-        """The :class:`TrainResult`; rank 0 also writes the loss curve and ``summary.json``."""
+        """The :class:`TrainResult`; rank 0 also writes the loss curve, ``summary.json`` and the model card."""
         records = self.log.records() if self.ctx.is_main else []
         evals = [r["val_loss"] for r in records if r.get("kind") == "eval"]
         trains = [r["loss"] for r in records if r.get("kind") == "train"]
@@ -772,7 +774,21 @@ class TrainingRun:
                 "config": self.config.to_dict(),
             }
             atomic_write_json(self.out_dir / SUMMARY_FILE, summary)
+            if result.complete:
+                self._write_card(result)
         return result
+
+    def _write_card(self, result: TrainResult) -> None:
+        config, _ = try_read_config(self.out_dir)
+        arch = (config or {}).get("architectures")
+        card = trained_model_card(
+            result,
+            self.model_dir,
+            arch[0] if isinstance(arch, list) and arch and isinstance(arch[0], str) else None,
+            self.data.name,
+            self.config.to_dict(),
+        )
+        atomic_write_text(self.out_dir / CARD_FILE, card)
 
 
 def _inspect(out_dir: Path, config: TrainConfig) -> tuple[TrainResult | None, Path | None, bool]:
