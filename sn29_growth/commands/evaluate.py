@@ -11,13 +11,22 @@ def register(sub) -> None:
         "evaluate",
         help="evaluate and score models side by side (losses, win rates, weights)",
         description=(
-            "Evaluate local checkpoint directories and/or org/name[@revision] Hub models on one competition. "
-            "Models are aged by argument order: the first is the oldest. Offline, the dataset defaults to the "
-            "embedded corpus's held-out part and the models' own tokenizers."
+            "Evaluate local checkpoint directories and/or org/name[@revision] Hub models. Each model is "
+            "evaluated in the competition that accepts its architecture, one table per competition (models "
+            "of mixed architectures, such as Llama and Phi3, get one table each); with --competition, "
+            "every model is evaluated there and a model whose architecture it does not accept is refused "
+            "before anything is evaluated. Models are aged by argument order: the first is the oldest. "
+            "Offline, the dataset defaults to the embedded corpus's held-out part and the models' own "
+            "tokenizers. A Hub model whose files cannot be fetched (offline and not completely cached, or "
+            "the Hub out of reach) is shown as not evaluated, and the exit code is 1."
         ),
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directory or org/name[@revision]")
-    p.add_argument("--competition", help="competition id (default: inferred from the models' architecture)")
+    p.add_argument(
+        "--competition",
+        help="evaluate every model in this competition; models it does not accept are refused up front "
+        "(default: each model in the competition of its architecture)",
+    )
     p.add_argument("--competitions", metavar="FILE|URL", help="competitions.json (default: the packaged one)")
     p.add_argument(
         "--dataset",
@@ -55,14 +64,17 @@ def register(sub) -> None:
         "--json",
         action="store_true",
         help="print a JSON document with per-sample losses and, per model, the seconds of each stage "
-        "(download, checks, tokenize, hash, load, eval) and the share outside the forward passes",
+        "(download, checks, tokenize, hash, load, eval) and the share outside the forward passes; a list "
+        "of such documents, one per competition, when the models span several",
     )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import json
+
     from sn29_growth.cliutil import model_argument
-    from sn29_growth.eval.evaluate import evaluate_models
+    from sn29_growth.eval.evaluate import evaluate_by_competition
 
     for model in args.models:
         model_argument("MODEL", model)
@@ -71,7 +83,7 @@ def run(args) -> int:
     if args.timeout <= 0:
         raise ValueError("--timeout must be positive")
     cache_dir = False if args.no_cache else (args.cache_dir or True)
-    result = evaluate_models(
+    results = evaluate_by_competition(
         args.models,
         competition=args.competition,
         competitions=args.competitions,
@@ -84,10 +96,24 @@ def run(args) -> int:
         isolate=args.isolate,
         timeout_s=args.timeout,
     )
-    print(result.to_json_text() if args.json else result.format_table())
-    used = len(result.sample_ids)
-    if args.samples is not None and used < args.samples:
+    if args.json:
+        docs = [r.to_json() for r in results]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        print("\n\n".join(r.format_table() for r in results))
+    for result in results:
+        used = len(result.sample_ids)
+        if args.samples is not None and used < args.samples:
+            print(
+                f"sn29 evaluate: --samples {args.samples}: the dataset has {used}; used {used}"
+                + (f" (competition {result.competition})" if len(results) > 1 else ""),
+                file=sys.stderr,
+            )
+    missing = [m.name for r in results for m in r.not_evaluated]
+    if missing:
         print(
-            f"sn29 evaluate: --samples {args.samples}: the dataset has {used}; used {used}", file=sys.stderr
+            f"sn29 evaluate: not evaluated (files could not be fetched): {', '.join(missing)}",
+            file=sys.stderr,
         )
+        return 1
     return 0

@@ -3,6 +3,8 @@
 :func:`evaluate_models` takes local checkpoint directories and/or ``org/name[@revision]`` Hub references,
 in age order (the first is the oldest: it holds the advantage of an earlier commit), and returns an
 :class:`EvaluationResult` whose :meth:`~EvaluationResult.format_table` is the scoring table.
+:func:`evaluate_by_competition` (``sn29 evaluate``) evaluates each model in the competition of its
+architecture, one result per competition.
 
 For each model, in order: the checks that need no weights (file list and ``config.json``; a Hub model
 fetches only ``config.json`` for them), the tokenizer and the per-sample tokenization rule, the loss
@@ -114,6 +116,7 @@ class _Prepared:
     rejection: str | None = None
     path: Path | None = None
     network: NetworkCheck | None = None  # read once: the table's column and the tokenizer's loadability
+    unavailable: bool = False  # the files could not be fetched: no verdict on them
 
 
 class _Evaluator:
@@ -171,7 +174,8 @@ class _Evaluator:
             config, why = try_read_config(Path(snap))
             return _Prepared(ref, name, config, files, rejection=why)
         except HubError as e:
-            return _Prepared(ref, name, None, {}, rejection=f"hub: {type(e).__name__}: {e}")
+            why, unavailable = _hub_reason(e)
+            return _Prepared(ref, name, None, {}, rejection=why, unavailable=unavailable)
 
     def fetch(self, prep: _Prepared) -> Path:
         if prep.path is None:
@@ -191,7 +195,7 @@ class _Evaluator:
             prep.network = check_model(prep.path)
         base = self._base(prep, block)
         if prep.rejection:
-            return ModelResult(**base, rejection=prep.rejection)
+            return ModelResult(**base, rejection=prep.rejection, unavailable=prep.unavailable)
         if prep.config is None:
             return ModelResult(**base, rejection="config.json is missing or not a JSON object")
         reason = checks.precheck(prep.config, prep.files, competition)
@@ -202,7 +206,8 @@ class _Evaluator:
         try:
             path = self.clock.timed("download", self.fetch, prep)
         except HubError as e:
-            return ModelResult(**base, rejection=f"hub: {type(e).__name__}: {e}")
+            why, unavailable = _hub_reason(e)
+            return ModelResult(**base, rejection=why, unavailable=unavailable)
         if network and prep.network is None:
             prep.network = check_model(path)
         return path
@@ -351,6 +356,16 @@ class _Evaluator:
                 torch.cuda.empty_cache()
 
 
+def _hub_reason(error: BaseException) -> tuple[str, bool]:
+    """The row's reason for a Hub error, and whether it leaves the model unevaluated rather than rejected:
+    the Hub offline or out of reach, or a download cut short, says nothing about the model's files."""
+    from sn29_growth.hub.protocol import HubUnavailable
+
+    if isinstance(error, HubUnavailable) or getattr(error, "retryable", False):
+        return f"could not be fetched: {type(error).__name__}: {error}", True
+    return f"hub: {type(error).__name__}: {error}", False
+
+
 def _raise_if_environment(error: BaseException) -> None:
     """Raise :class:`EnvironmentFailure` when ``error`` is the host's fault (never the model's row)."""
     cause = environment_cause(error)
@@ -395,6 +410,161 @@ def _isolated_row(
 # ------------------------------------------------------------------------------------------- public
 
 
+@dataclass(frozen=True)
+class _Options:
+    """How each competition's group is evaluated (see :func:`evaluate_models` for each keyword)."""
+
+    dataset: str | DataSource | None = None
+    samples: int | None = None
+    seed: int = 0
+    allow_bos: bool = False
+    free_tokenizer: bool | None = None
+    fallback_tokenizer: bool | None = None
+    isolate: bool = False
+    timeout_s: float = 3600.0
+    worker_command: Sequence[str] | None = None
+
+
+@dataclass
+class _Session:
+    """The models of one call after the weight-free checks, and what every group shares."""
+
+    evaluator: _Evaluator
+    prepared: list[_Prepared]
+    table: Competitions
+    device: str
+    cache_path: Path | None
+
+    def architectures(self) -> list[str | None]:
+        return [checks.architecture(p.config) if p.config else None for p in self.prepared]
+
+
+def _cache_path(cache_dir: str | os.PathLike | None | bool) -> Path | None:
+    if cache_dir is True:
+        return default_cache_dir()
+    if cache_dir is None or cache_dir is False:
+        return None
+    return Path(cache_dir)
+
+
+def _competition_table(competitions: Competitions | str | os.PathLike | None) -> Competitions:
+    if isinstance(competitions, Competitions):
+        return competitions
+    if competitions is None:
+        return default_competitions()
+    return load_competitions(competitions)
+
+
+def _start(
+    models: Sequence[str | os.PathLike],
+    names: Sequence[str] | None,
+    competitions: Competitions | str | os.PathLike | None,
+    device: str | None,
+    cache_dir: str | os.PathLike | None | bool,
+    hub,
+    engine: EngineSettings | None,
+    progress: bool,
+) -> _Session:
+    """Check the arguments and the host, then read every model's file list and ``config.json``."""
+    if not models:
+        raise ValueError("models: at least one model is needed")
+    refs = [ModelRef.parse(m) for m in models]
+    labels = list(names) if names is not None else [r.spec for r in refs]
+    if len(labels) != len(refs) or len(set(labels)) != len(labels):
+        raise ValueError("names: one distinct name per model is needed")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    problem = device_problem(device)
+    if problem:
+        raise EnvironmentFailure(problem)
+    cache_path = _cache_path(cache_dir)
+    evaluator = _Evaluator(hub, cache_path, device, progress, engine)
+    prepared = [evaluator.prepare(r, n) for r, n in zip(refs, labels, strict=True)]
+    return _Session(evaluator, prepared, _competition_table(competitions), device, cache_path)
+
+
+def _group_rows(
+    session: _Session,
+    comp: Competition,
+    members: Sequence[tuple[int, _Prepared]],
+    options: _Options,
+    choice,
+    policy: TokenizerPolicy,
+) -> list[ModelResult]:
+    """Each member's row, in this process or each in its own worker."""
+    evaluator, chosen = session.evaluator, choice.samples
+    if not options.isolate:
+        return [evaluator.evaluate(p, block, comp, policy, chosen) for block, p in members]
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sn29-eval-") as tmp:
+        request = worker_request(
+            comp,
+            ("", Path()),
+            write_samples_file(Path(tmp) / "samples.json", choice.source.name, chosen),
+            free_tokenizer=policy.own,
+            seed=options.seed,
+            device=session.device,
+            cache_dir=session.cache_path,
+            allow_bos=options.allow_bos,
+            dataset=choice.source.name,
+            fallback_tokenizer=policy.fallback,
+        )
+        return [
+            _isolated_row(evaluator, p, block, comp, request, options.timeout_s, options.worker_command)
+            for block, p in members
+        ]
+
+
+def _scored(
+    rows: list[ModelResult], comp: Competition, seed: int, current_block: int
+) -> tuple[list[ModelResult], int]:
+    """The rows with their wins, win rates and weights, and the number of sample groups scored."""
+    scored = [ModelLosses(uid=r.block, block=r.block, losses=r.losses) for r in rows if not r.rejection]
+    if not scored:
+        return rows, 0
+    score = score_competition(
+        scored, ScoreSettings.from_competition(comp), current_block=current_block, seed=seed
+    )
+    rows = [
+        r
+        if r.rejection
+        else _with_score(
+            r,
+            score.wins.get(r.block, 0),
+            score.win_rates.get(r.block, 0.0),
+            score.weights.get(r.block, 0.0),
+        )
+        for r in rows
+    ]
+    return rows, score.result.n_samples
+
+
+def _evaluate_group(
+    session: _Session, comp: Competition, members: Sequence[tuple[int, _Prepared]], options: _Options
+) -> EvaluationResult:
+    """Evaluate ``members`` (``(block, model)``, blocks counted over the whole call) on ``comp``."""
+    choice = resolve_samples(
+        options.dataset, comp, options.samples, options.seed, session.cache_path, options.free_tokenizer
+    )
+    fallback = choice.fallback_tokenizer if options.fallback_tokenizer is None else options.fallback_tokenizer
+    policy = TokenizerPolicy(own=choice.free_tokenizer, fallback=fallback, allow_bos=options.allow_bos)
+    rows = _group_rows(session, comp, members, options, choice, policy)
+    rows, groups = _scored(rows, comp, options.seed, current_block=len(session.prepared))
+    return EvaluationResult(
+        competition=comp.name,
+        dataset=choice.source.name,
+        dataset_note=choice.note,
+        seed=options.seed,
+        sample_ids=tuple(s.id for s in choice.samples),
+        models=tuple(rows),
+        device=session.device,
+        dtype="bf16" if session.evaluator.dtype == torch.bfloat16 else "fp32",
+        group_samples=comp.group_samples,
+        scored_groups=groups,
+        tokenizer_note=" · ".join(n for n in (choice.tokenizer_note, tokenization_note()) if n),
+    )
+
+
 def evaluate_models(
     models: Sequence[str | os.PathLike],
     *,
@@ -432,96 +602,97 @@ def evaluate_models(
     evaluate (no CUDA, a CUDA error, the device out of memory, a full disk, a worker that cannot start);
     a bad model is a row.
     """
-    if not models:
-        raise ValueError("models: at least one model is needed")
-    refs = [ModelRef.parse(m) for m in models]
-    labels = list(names) if names is not None else [r.spec for r in refs]
-    if len(labels) != len(refs) or len(set(labels)) != len(labels):
-        raise ValueError("names: one distinct name per model is needed")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    problem = device_problem(device)
-    if problem:
-        raise EnvironmentFailure(problem)
-    if cache_dir is True:
-        cache_path: Path | None = default_cache_dir()
-    elif cache_dir is None or cache_dir is False:
-        cache_path = None
-    else:
-        cache_path = Path(cache_dir)
-
-    evaluator = _Evaluator(hub, cache_path, device, progress, engine)
-    prepared = [evaluator.prepare(r, n) for r, n in zip(refs, labels, strict=True)]
-
-    if isinstance(competitions, Competitions):
-        table = competitions
-    elif competitions is None:
-        table = default_competitions()
-    else:
-        table = load_competitions(competitions)
+    session = _start(models, names, competitions, device, cache_dir, hub, engine, progress)
     if isinstance(competition, Competition):
         comp = competition
     else:
-        comp = choose_competition(
-            table, [checks.architecture(p.config) if p.config else None for p in prepared], competition
-        )
-
-    choice = resolve_samples(dataset, comp, samples, seed, cache_path, free_tokenizer)
-    chosen, free = choice.samples, choice.free_tokenizer
-    fallback = choice.fallback_tokenizer if fallback_tokenizer is None else fallback_tokenizer
-    policy = TokenizerPolicy(own=free, fallback=fallback, allow_bos=allow_bos)
-    if isolate:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="sn29-eval-") as tmp:
-            request = worker_request(
-                comp,
-                ("", Path()),
-                write_samples_file(Path(tmp) / "samples.json", choice.source.name, chosen),
-                free_tokenizer=free,
-                seed=seed,
-                device=device,
-                cache_dir=cache_path,
-                allow_bos=allow_bos,
-                dataset=choice.source.name,
-                fallback_tokenizer=fallback,
-            )
-            rows = [
-                _isolated_row(evaluator, p, block, comp, request, timeout_s, worker_command)
-                for block, p in enumerate(prepared)
-            ]
-    else:
-        rows = [evaluator.evaluate(p, block, comp, policy, chosen) for block, p in enumerate(prepared)]
-    scored = [ModelLosses(uid=r.block, block=r.block, losses=r.losses) for r in rows if not r.rejection]
-    groups = 0
-    if scored:
-        score = score_competition(
-            scored, ScoreSettings.from_competition(comp), current_block=len(rows), seed=seed
-        )
-        groups = score.result.n_samples
-        rows = [
-            r
-            if r.rejection
-            else _with_score(
-                r,
-                score.wins.get(r.block, 0),
-                score.win_rates.get(r.block, 0.0),
-                score.weights.get(r.block, 0.0),
-            )
-            for r in rows
-        ]
-    return EvaluationResult(
-        competition=comp.name,
-        dataset=choice.source.name,
-        dataset_note=choice.note,
-        seed=seed,
-        sample_ids=tuple(s.id for s in chosen),
-        models=tuple(rows),
-        device=device,
-        dtype="bf16" if evaluator.dtype == torch.bfloat16 else "fp32",
-        group_samples=comp.group_samples,
-        scored_groups=groups,
-        tokenizer_note=" · ".join(n for n in (choice.tokenizer_note, tokenization_note()) if n),
+        comp = choose_competition(session.table, session.architectures(), competition)
+    options = _Options(
+        dataset,
+        samples,
+        seed,
+        allow_bos,
+        free_tokenizer,
+        fallback_tokenizer,
+        isolate,
+        timeout_s,
+        worker_command,
     )
+    return _evaluate_group(session, comp, list(enumerate(session.prepared)), options)
+
+
+def group_by_competition(
+    competitions: Competitions, architectures: Sequence[str | None]
+) -> list[tuple[Competition, list[int]]]:
+    """The models (by index) of each competition, in the order of their first model: each architecture
+    goes to the first competition accepting it; a model whose architecture is unknown or accepted by none
+    goes with the first group, where it is a rejected row. Raises ValueError when no model has an
+    architecture any competition accepts."""
+    groups: dict[str, list[int]] = {}
+    strays = []
+    for index, arch in enumerate(architectures):
+        accepting = [c for c in competitions.values() if arch is not None and c.allows_model_type(arch)]
+        if accepting:
+            groups.setdefault(accepting[0].name, []).append(index)
+        else:
+            strays.append(index)
+    if not groups:
+        choose_competition(competitions, architectures)  # raises, saying why none can be inferred
+    first = next(iter(groups))
+    groups[first] = sorted([*groups[first], *strays])
+    return [(competitions[name], members) for name, members in groups.items()]
+
+
+def not_admitted(
+    competition: Competition, names: Sequence[str], architectures: Sequence[str | None]
+) -> list[str]:
+    """``name (architecture)`` of each model whose known architecture ``competition`` does not accept."""
+    return [
+        f"{name} ({arch})"
+        for name, arch in zip(names, architectures, strict=True)
+        if arch is not None and not competition.allows_model_type(arch)
+    ]
+
+
+def evaluate_by_competition(
+    models: Sequence[str | os.PathLike],
+    *,
+    names: Sequence[str] | None = None,
+    competition: str | None = None,
+    competitions: Competitions | str | os.PathLike | None = None,
+    device: str | None = None,
+    cache_dir: str | os.PathLike | None | bool = True,
+    hub=None,
+    engine: EngineSettings | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> list[EvaluationResult]:
+    """What ``sn29 evaluate`` runs: each model evaluated in its own competition, one result per
+    competition (in the order of its first model; ages still follow the argument order).
+
+    With ``competition`` named, every model is evaluated there, and a model whose architecture that
+    competition does not accept is refused with a ValueError before any evaluation. ``options`` are the
+    remaining keywords of :func:`evaluate_models`.
+    """
+    session = _start(models, names, competitions, device, cache_dir, hub, engine, progress)
+    architectures = session.architectures()
+    settings = _Options(**options)
+    if competition is not None:
+        comp = choose_competition(session.table, architectures, competition)
+        refused = not_admitted(comp, [p.name for p in session.prepared], architectures)
+        if refused:
+            raise ValueError(
+                f"--competition {comp.name} does not accept {', '.join(refused)} (it accepts "
+                f"{', '.join(comp.model_types)}); leave out --competition to evaluate each model in the "
+                "competition of its architecture"
+            )
+        groups = [(comp, list(range(len(session.prepared))))]
+    else:
+        groups = group_by_competition(session.table, architectures)
+    return [
+        _evaluate_group(session, comp, [(i, session.prepared[i]) for i in members], settings)
+        for comp, members in groups
+    ]
 
 
 def _with_score(row: ModelResult, wins: int, win_rate: float, weight: float) -> ModelResult:

@@ -30,6 +30,9 @@ class ModelResult:
     failed: bool = False  # the evaluation itself crashed or timed out: no verdict on the files
     network: str | None = None  # the network-compatibility summary (``sn29 check``)
     stages: StageTimes | None = None  # seconds per stage (hash, checks, load, eval, ...)
+    unavailable: bool = (
+        False  # its files could not be fetched (the Hub offline or out of reach): not evaluated
+    )
 
     def __post_init__(self) -> None:  # the one bound on what a row says (a worker's answer included)
         object.__setattr__(self, "rejection", bound_reason(self.rejection))
@@ -60,6 +63,7 @@ class ModelResult:
             "win_rate": self.win_rate,
             "weight": self.weight,
             "failed": self.failed,
+            "not_evaluated": self.unavailable,
             "network": self.network,
             "stages": self.stages.to_json() if self.stages else None,
         }
@@ -81,6 +85,7 @@ class ModelResult:
             tokenizer=data.get("tokenizer"),
             content_hash=data.get("content_hash"),
             failed=bool(data.get("failed")),
+            unavailable=bool(data.get("not_evaluated")),
             network=data.get("network"),
             stages=StageTimes.from_json(data.get("stages")),
         )
@@ -113,6 +118,11 @@ class EvaluationResult:
     scored_groups: int
     tokenizer_note: str | None = None
 
+    @property
+    def not_evaluated(self) -> tuple[ModelResult, ...]:
+        """The rows of models whose files could not be fetched."""
+        return tuple(m for m in self.models if m.unavailable)
+
     def model(self, name: str) -> ModelResult:
         for m in self.models:
             if m.name == name:
@@ -135,7 +145,7 @@ class EvaluationResult:
         for i, m in enumerate(self.models, start=1):
             net = (m.network or "-")[:10]
             if m.rejection:
-                verdict = "failed" if m.failed else "rejected"
+                verdict = "not evaluated" if m.unavailable else "failed" if m.failed else "rejected"
                 rows.append(
                     f"{i:>2}  {m.name:<{width}}  {'-':>16}  {'-':>5}  {'-':>8}  {'-':>7}  {net:<10}  "
                     f"{verdict}: {m.rejection}"
