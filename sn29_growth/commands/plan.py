@@ -243,7 +243,7 @@ def grow_argv(src: str, dst: str, source_shape, option, hidden_method: str, dtyp
 def run(args) -> int:
     from sn29_growth.arch import Shape
     from sn29_growth.checkpoint import BYTES_PER_DTYPE, checkpoint_dtype, declared_dtype
-    from sn29_growth.growth.fit import count_params, effective_limit, plan_options
+    from sn29_growth.growth.fit import effective_limit, plan_options
     from sn29_growth.growth.spec import normalize_dtype
 
     if args.competition is None and args.max_params is None and args.max_bytes is None:
@@ -309,40 +309,51 @@ def run(args) -> int:
     growing = [r for r in rows if r["grows"]]
     recommended = growing[0] if growing else None
     if args.json:
-        doc = {
-            "source": {
-                "config": args.src,
-                "parameters": count_params(shape),
-                "dtype": src_dtype,
-                "hidden_size": shape.hidden_size,
-                "query_heads": shape.num_attention_heads,
-                "kv_heads": shape.num_key_value_heads,
-                "head_dim": shape.head_dim,
-                "intermediate_size": shape.intermediate_size,
-                "num_hidden_layers": shape.num_hidden_layers,
-                "other_files": files,
-            },
-            "competition": (
-                {
-                    "name": competition.name,
-                    "origin": args.competitions or "package",
-                    "parameters": competition.parameters,
-                    "model_size": competition.model_size,
-                }
-                if competition
-                else None
-            ),
-            "dtype": dtype,
-            "limits": [x.to_dict() for x in limits],
-            "limit": limit,
-            "binding": binding,
-            "recommended": recommended,
-            "options": rows,
-        }
+        doc = _json_document(
+            args, shape, src_dtype, files, competition, dtype, limits, limit, binding, recommended, rows
+        )
         print(json.dumps(doc, indent=2))
         return 0 if recommended else 1
     _print_human(args, shape, dtype, limits, limit, binding, rows, recommended, competition)
     return 0 if recommended else 1
+
+
+def _json_document(
+    args, shape, src_dtype, files, competition, dtype, limits, limit, binding, recommended, rows
+) -> dict:
+    """What ``sn29 plan --json`` prints: the source, the competition, the limits and every option."""
+    from sn29_growth.growth.fit import count_params
+
+    return {
+        "source": {
+            "config": args.src,
+            "parameters": count_params(shape),
+            "dtype": src_dtype,
+            "hidden_size": shape.hidden_size,
+            "query_heads": shape.num_attention_heads,
+            "kv_heads": shape.num_key_value_heads,
+            "head_dim": shape.head_dim,
+            "intermediate_size": shape.intermediate_size,
+            "num_hidden_layers": shape.num_hidden_layers,
+            "other_files": files,
+        },
+        "competition": (
+            {
+                "name": competition.name,
+                "origin": args.competitions or "package",
+                "parameters": competition.parameters,
+                "model_size": competition.model_size,
+            }
+            if competition
+            else None
+        ),
+        "dtype": dtype,
+        "limits": [x.to_dict() for x in limits],
+        "limit": limit,
+        "binding": binding,
+        "recommended": recommended,
+        "options": rows,
+    }
 
 
 def _print_human(args, shape, dtype, limits, limit, binding, rows, recommended, competition) -> None:

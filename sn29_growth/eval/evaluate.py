@@ -244,11 +244,46 @@ class _Evaluator:
     def _evaluate(
         self, prep: _Prepared, path: Path, block: int, competition: Competition, policy, samples
     ) -> ModelResult:
-        from sn29_growth.loading import ModelLoadError, load_model
-
         base = self._base(prep, block)
+        chosen = self._choose_tokenizer(prep, path, base, competition, policy, samples)
+        if isinstance(chosen, ModelResult):
+            return chosen
+        tokens = chosen.tokens
+        base.update(tokenizer=chosen.name)
+        vocab = prep.config.get("vocab_size")
+        max_id = max(checks.tokenizer_max_id(chosen.tokenizer), tokens.max_id)
+        if isinstance(vocab, int) and max_id >= vocab:
+            return ModelResult(
+                **base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}"
+            )
+
+        content = self.clock.timed("hash", model_content_hash, path, self.cache_dir)
+        base.update(content_hash=content)
+        fp = settings_fingerprint(
+            {
+                "engine": ENGINE_VERSION,
+                "dtype": str(self.dtype),
+                "device": torch.device(self.device).type,
+                "tokenizer": tokens.tokenizer_fingerprint,
+                "tokenize": chosen.settings.as_dict(),
+            }
+        )
+        keys = [sample_key(s) for s in samples]
+        cached = self.losses.get(content, fp, keys)
+        if len(cached) == len(keys):
+            log.info("%s: all %d losses from the cache", prep.name, len(keys))
+            return ModelResult(**base, losses=tuple(cached[k] for k in keys), note=chosen.note)
+        row = self._load_and_score(prep, path, base, max_id, tokens, keys, cached, chosen.note)
+        if not row.rejection:
+            self.losses.put(content, fp, dict(zip(keys, row.losses, strict=True)))
+        return row
+
+    def _choose_tokenizer(
+        self, prep: _Prepared, path: Path, base: dict[str, Any], competition: Competition, policy, samples
+    ):
+        """The tokenizer that scores this model and its tokenized samples, or the rejected row."""
         try:
-            chosen = self.clock.timed(
+            return self.clock.timed(
                 "tokenize",
                 self.tokenizers.choose,
                 path,
@@ -270,36 +305,12 @@ class _Evaluator:
             if memory.is_out_of_memory(e):
                 return ModelResult(**base, rejection=f"tokenizer: {memory.out_of_memory_reason()}")
             return ModelResult(**base, rejection=f"tokenizer: {type(e).__name__}: {e}")
-        tokenizer, tokens, tok_settings, tok_note = (
-            chosen.tokenizer,
-            chosen.tokens,
-            chosen.settings,
-            chosen.note,
-        )
-        base.update(tokenizer=chosen.name)
-        vocab = prep.config.get("vocab_size")
-        max_id = max(checks.tokenizer_max_id(tokenizer), tokens.max_id)
-        if isinstance(vocab, int) and max_id >= vocab:
-            return ModelResult(
-                **base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}"
-            )
 
-        content = self.clock.timed("hash", model_content_hash, path, self.cache_dir)
-        base.update(content_hash=content)
-        fp = settings_fingerprint(
-            {
-                "engine": ENGINE_VERSION,
-                "dtype": str(self.dtype),
-                "device": torch.device(self.device).type,
-                "tokenizer": tokens.tokenizer_fingerprint,
-                "tokenize": tok_settings.as_dict(),
-            }
-        )
-        keys = [sample_key(s) for s in samples]
-        cached = self.losses.get(content, fp, keys)
-        if len(cached) == len(keys):
-            log.info("%s: all %d losses from the cache", prep.name, len(keys))
-            return ModelResult(**base, losses=tuple(cached[k] for k in keys), note=tok_note)
+    def _load_and_score(
+        self, prep: _Prepared, path: Path, base: dict[str, Any], max_id: int, tokens, keys, cached, note
+    ) -> ModelResult:
+        """Load the weights and compute the losses the cache does not hold; the model is freed after."""
+        from sn29_growth.loading import ModelLoadError, load_model
 
         try:
             n_params = checks.count_parameters_safe(prep.config) if self.device.startswith("cuda") else None
@@ -320,34 +331,32 @@ class _Evaluator:
             if reason:
                 return ModelResult(**base, rejection=reason)
             bad = checks.nonfinite_parameters(model)
-            note = tok_note
             if bad:
                 note = f"non-finite weights ({bad[0]}{', ...' if len(bad) > 1 else ''}): every sample +inf"
-                losses = tuple(math.inf for _ in samples)
-            else:
-                todo = [i for i, k in enumerate(keys) if k not in cached]
-                try:
-                    run = self.clock.timed(
-                        "eval",
-                        summed_losses,
-                        model,
-                        [tokens.items[i].ids for i in todo],
-                        self.engine or EngineSettings.for_device(self.device),
-                        progress=self.progress,
-                        desc=prep.name,
-                    )
-                except RuntimeError as e:
-                    _raise_if_environment(e)  # CUDA errors, the device out of memory: the host's fault
-                    log.warning("%s: evaluation failed", prep.name, exc_info=True)
-                    why = memory.out_of_memory_reason() if memory.is_out_of_memory(e) else ""
-                    return ModelResult(
-                        **base, rejection=f"evaluation failed: {why or f'{type(e).__name__}: {e}'}"
-                    )
-                fresh = dict(zip([keys[i] for i in todo], run.losses, strict=True))
-                losses = tuple(cached[k] if k in cached else fresh[k] for k in keys)
-                log.info("%s: %d samples, %.0f tokens/s", prep.name, len(todo), run.tokens_per_s)
-            self.losses.put(content, fp, dict(zip(keys, losses, strict=True)))
-            return ModelResult(**base, losses=losses, note=note)
+                return ModelResult(**base, losses=tuple(math.inf for _ in keys), note=note)
+            todo = [i for i, k in enumerate(keys) if k not in cached]
+            try:
+                run = self.clock.timed(
+                    "eval",
+                    summed_losses,
+                    model,
+                    [tokens.items[i].ids for i in todo],
+                    self.engine or EngineSettings.for_device(self.device),
+                    progress=self.progress,
+                    desc=prep.name,
+                )
+            except RuntimeError as e:
+                _raise_if_environment(e)  # CUDA errors, the device out of memory: the host's fault
+                log.warning("%s: evaluation failed", prep.name, exc_info=True)
+                why = memory.out_of_memory_reason() if memory.is_out_of_memory(e) else ""
+                return ModelResult(
+                    **base, rejection=f"evaluation failed: {why or f'{type(e).__name__}: {e}'}"
+                )
+            fresh = dict(zip([keys[i] for i in todo], run.losses, strict=True))
+            log.info("%s: %d samples, %.0f tokens/s", prep.name, len(todo), run.tokens_per_s)
+            return ModelResult(
+                **base, losses=tuple(cached[k] if k in cached else fresh[k] for k in keys), note=note
+            )
         finally:
             del model
             if self.device.startswith("cuda") or (n_params or 0) > 100_000_000:

@@ -220,85 +220,13 @@ def resolve_step(
     given, new query heads are added (inside their kv groups) to match.
     """
     t = step.targets()
-    for key, value in t.items():
-        old = getattr(before, key)
-        if value < old:
-            raise GrowthError(
-                f"{FLAGS[key]} {value} is smaller than the current {key} {old}: shrinking is not supported"
-            )
-    hd = before.head_dim
+    _refuse_shrinking(t, before)
     d2 = t.get("hidden_size", before.hidden_size)
-    clone, clone_inter = 1, False
-    heads, kv = before.num_attention_heads, before.num_key_value_heads
-    if step.hidden_method == "clone" and d2 != before.hidden_size:
-        if d2 % before.hidden_size:
-            raise GrowthError(
-                f"--hidden-method clone needs --hidden-size to be an integer multiple of "
-                f"{before.hidden_size}, got {d2}"
-            )
-        clone = d2 // before.hidden_size
-        heads, kv = heads * clone, kv * clone
-        for key, v in (("num_attention_heads", heads), ("num_key_value_heads", kv)):
-            if t.get(key, v) < v:
-                raise GrowthError(
-                    f"{FLAGS[key]} {t[key]}: --hidden-method clone tiles heads ×{clone}, so it must be ≥ {v}"
-                )
-        clone_inter = t.get("intermediate_size", 0) >= clone * before.intermediate_size
-    h2 = t.get("num_attention_heads", heads)
-    auto_heads = (
-        "num_attention_heads" not in t and not off_network and d2 != before.hidden_size and clone == 1
-    )
-    if auto_heads:
-        h2 = max(heads, network_heads(d2, hd) or heads)
-    if "num_key_value_heads" in t:
-        k2 = t["num_key_value_heads"]
-    elif h2 % kv == 0:
-        k2 = kv
-    elif auto_heads and h2 % (heads // kv) == 0:
-        k2 = h2 // (heads // kv)  # the added heads need kv heads of their own: the group size is kept
-    else:
-        raise GrowthError(
-            f"--num-attention-heads {h2} is not a multiple of the {kv} kv heads; "
-            f"give --num-key-value-heads as well"
-        )
-    if h2 % k2:
-        raise GrowthError(f"--num-key-value-heads {k2} does not divide --num-attention-heads {h2}")
-    if k2 < kv:
-        raise GrowthError(
-            f"--num-key-value-heads {k2} is smaller than the current {kv}: shrinking is not supported"
-        )
-    if d2 % hd:
-        raise GrowthError(f"--hidden-size {d2} is not a multiple of head_dim {hd} (head_dim is kept)")
-    if d2 % h2:
-        raise GrowthError(
-            f"--hidden-size {d2} is not a multiple of --num-attention-heads {h2} (transformers requires it)"
-        )
-    if (
-        before.model_type == "phi3"
-        and _rotary_factors(config)
-        and d2 // h2 != before.hidden_size // before.num_attention_heads
-    ):
-        raise GrowthError(
-            f"--num-attention-heads {h2}: Phi3 rope factors are validated against hidden/heads, so "
-            f"--hidden-size/--num-attention-heads must stay {before.hidden_size // before.num_attention_heads}"
-        )
-    if not off_network and d2 != h2 * hd:
-        want = network_heads(d2, hd)
-        hint = f"--num-attention-heads {want}" if want else f"a --hidden-size that is a multiple of {hd}"
-        raise GrowthError(
-            f"hidden_size {d2} with {h2} heads of head_dim {hd} ({h2 * hd}): the network's transformers "
-            f"(4.44) computes head_dim = hidden_size / num_attention_heads and could not load it; use "
-            f"{hint}, or {OFF_NETWORK_FLAG} to write it anyway"
-        )
-    group, group2 = heads // kv, h2 // k2
-    kv_repeat = 1
-    if group2 < group:
-        if group % group2:
-            raise GrowthError(
-                f"--num-key-value-heads {k2}: the query group size would go from {group} to {group2}, "
-                f"which does not divide it"
-            )
-        kv_repeat = group // group2
+    clone, clone_inter = _clone_factor(step, t, before, d2)
+    heads, kv = before.num_attention_heads * clone, before.num_key_value_heads * clone
+    h2, k2 = _head_counts(t, before, heads, kv, d2, clone, off_network)
+    _check_head_dim(before, config, d2, h2, off_network)
+    kv_repeat = _kv_repeat(heads // kv, h2 // k2, k2)
     layers = layer_sources(
         before.num_hidden_layers,
         t.get("num_hidden_layers", before.num_hidden_layers),
@@ -330,6 +258,106 @@ def resolve_step(
         clone_inter,
         kv_repeat,
     )
+
+
+def _refuse_shrinking(t: dict[str, int], before: Shape) -> None:
+    for key, value in t.items():
+        old = getattr(before, key)
+        if value < old:
+            raise GrowthError(
+                f"{FLAGS[key]} {value} is smaller than the current {key} {old}: shrinking is not supported"
+            )
+
+
+def _clone_factor(step: GrowthStep, t: dict[str, int], before: Shape, d2: int) -> tuple[int, bool]:
+    """How many times ``--hidden-method clone`` tiles the hidden size (1 otherwise), and whether the MLP
+    grows enough to be tiled too."""
+    if step.hidden_method != "clone" or d2 == before.hidden_size:
+        return 1, False
+    if d2 % before.hidden_size:
+        raise GrowthError(
+            f"--hidden-method clone needs --hidden-size to be an integer multiple of "
+            f"{before.hidden_size}, got {d2}"
+        )
+    clone = d2 // before.hidden_size
+    heads, kv = before.num_attention_heads * clone, before.num_key_value_heads * clone
+    for key, v in (("num_attention_heads", heads), ("num_key_value_heads", kv)):
+        if t.get(key, v) < v:
+            raise GrowthError(
+                f"{FLAGS[key]} {t[key]}: --hidden-method clone tiles heads ×{clone}, so it must be ≥ {v}"
+            )
+    return clone, t.get("intermediate_size", 0) >= clone * before.intermediate_size
+
+
+def _head_counts(
+    t: dict[str, int], before: Shape, heads: int, kv: int, d2: int, clone: int, off_network: bool
+) -> tuple[int, int]:
+    """The target's query and kv head counts: given, or added to keep hidden = heads × head_dim."""
+    hd = before.head_dim
+    h2 = t.get("num_attention_heads", heads)
+    auto_heads = (
+        "num_attention_heads" not in t and not off_network and d2 != before.hidden_size and clone == 1
+    )
+    if auto_heads:
+        h2 = max(heads, network_heads(d2, hd) or heads)
+    if "num_key_value_heads" in t:
+        k2 = t["num_key_value_heads"]
+    elif h2 % kv == 0:
+        k2 = kv
+    elif auto_heads and h2 % (heads // kv) == 0:
+        k2 = h2 // (heads // kv)  # the added heads need kv heads of their own: the group size is kept
+    else:
+        raise GrowthError(
+            f"--num-attention-heads {h2} is not a multiple of the {kv} kv heads; "
+            f"give --num-key-value-heads as well"
+        )
+    if h2 % k2:
+        raise GrowthError(f"--num-key-value-heads {k2} does not divide --num-attention-heads {h2}")
+    if k2 < kv:
+        raise GrowthError(
+            f"--num-key-value-heads {k2} is smaller than the current {kv}: shrinking is not supported"
+        )
+    return h2, k2
+
+
+def _check_head_dim(before: Shape, config: dict[str, Any], d2: int, h2: int, off_network: bool) -> None:
+    """head_dim is kept; the hidden size must split into the heads as transformers (and the network) needs."""
+    hd = before.head_dim
+    if d2 % hd:
+        raise GrowthError(f"--hidden-size {d2} is not a multiple of head_dim {hd} (head_dim is kept)")
+    if d2 % h2:
+        raise GrowthError(
+            f"--hidden-size {d2} is not a multiple of --num-attention-heads {h2} (transformers requires it)"
+        )
+    if (
+        before.model_type == "phi3"
+        and _rotary_factors(config)
+        and d2 // h2 != before.hidden_size // before.num_attention_heads
+    ):
+        raise GrowthError(
+            f"--num-attention-heads {h2}: Phi3 rope factors are validated against hidden/heads, so "
+            f"--hidden-size/--num-attention-heads must stay {before.hidden_size // before.num_attention_heads}"
+        )
+    if not off_network and d2 != h2 * hd:
+        want = network_heads(d2, hd)
+        hint = f"--num-attention-heads {want}" if want else f"a --hidden-size that is a multiple of {hd}"
+        raise GrowthError(
+            f"hidden_size {d2} with {h2} heads of head_dim {hd} ({h2 * hd}): the network's transformers "
+            f"(4.44) computes head_dim = hidden_size / num_attention_heads and could not load it; use "
+            f"{hint}, or {OFF_NETWORK_FLAG} to write it anyway"
+        )
+
+
+def _kv_repeat(group: int, group2: int, k2: int) -> int:
+    """How many times each kv head is repeated when the query group shrinks from ``group`` to ``group2``."""
+    if group2 >= group:
+        return 1
+    if group % group2:
+        raise GrowthError(
+            f"--num-key-value-heads {k2}: the query group size would go from {group} to {group2}, "
+            f"which does not divide it"
+        )
+    return group // group2
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neurons/validator.py",
         description="SN29 validator: discover committed models, download, check, evaluate, score, set weights.",
     )
-    chain = p.add_argument_group("chain")
+    _add_chain_arguments(p.add_argument_group("chain"))
+    _add_evaluation_arguments(p.add_argument_group("evaluation"))
+    _add_running_arguments(p.add_argument_group("running"))
+    return p
+
+
+def _add_chain_arguments(chain) -> None:
     chain.add_argument("--netuid", type=int, default=29, metavar="N", help="subnet id")
     chain.add_argument(
         "--subtensor.network", dest="network", default="finney", help="finney | test | local | ws://host:port"
@@ -51,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="version key sent with the weights (the subnet's validators agree on it)",
     )
-    ev = p.add_argument_group("evaluation")
+
+
+def _add_evaluation_arguments(ev) -> None:
     ev.add_argument(
         "--model-dir",
         required=True,
@@ -108,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap on the model cache in MODEL_DIR/hub, in GiB: a model that would not fit is not downloaded "
         "in that step (default: no cap)",
     )
-    run = p.add_argument_group("running")
+
+
+def _add_running_arguments(run) -> None:
     run.add_argument("--offline", action="store_true", help="no chain, no Hub: evaluate the --models entries")
     run.add_argument(
         "--models",
@@ -134,7 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-worker", default=None, help=argparse.SUPPRESS
     )  # replace the worker command (tests)
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> ValidatorConfig:
