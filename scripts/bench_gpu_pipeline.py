@@ -204,12 +204,78 @@ def row(name, baseline, baseline_value, value, unit, note="", ratio=None) -> dic
 # ------------------------------------------------------------------------------------------- section
 
 
-def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
+def stock_load(snap: Path, device: str, probe, direct_losses, settings) -> tuple[float, float, str]:
+    """Load through from_pretrained's default path: its seconds, its peak RSS, and how its losses compare."""
+    from sn29_growth.eval.loss import summed_losses
+
+    stock, stock_s, stock_rss = timed_load(snap, device, direct=False)
+    stock_losses = summed_losses(stock, probe, settings).losses
+    del stock
+    _free(device)
+    diff = max(abs(a - b) for a, b in zip(direct_losses, stock_losses, strict=True))
+    return stock_s, stock_rss, f"losses of 8 samples: max |direct - stock| = {diff:.3g}"
+
+
+def timed_evaluation(model, samples, settings, device: str, left, chunk: int) -> tuple[int, float, int]:
+    """Evaluate ``samples`` chunk by chunk while the budget (``left()`` seconds) lasts: the samples done,
+    the seconds they took and their tokens."""
+    from sn29_growth.eval.loss import summed_losses
+
+    done, eval_s, tokens, target = 0, 0.0, 0, len(samples)
+    while done < target:
+        if done and left() < (eval_s / done) * min(chunk, target - done) + 5:
+            break
+        batch = samples[done : done + chunk]
+        t0 = time.perf_counter()
+        summed_losses(model, batch, settings)
+        _sync(device)
+        eval_s += time.perf_counter() - t0
+        done += len(batch)
+        tokens += sum(len(s) for s in batch)
+    return done, eval_s, tokens
+
+
+def checked_load(snap: Path, device: str):
+    """The tensor-table check, the direct load and the non-finite scan: the model, the load's seconds and
+    peak RSS, the GPU peak (GiB; None on CPU) and the checks' seconds."""
     from sn29_growth.checkpoint import read_model_config
     from sn29_growth.eval import checks
+    from sn29_growth.loading import check_tensor_table
+
+    t0 = time.perf_counter()
+    check_tensor_table(snap, read_model_config(snap))
+    table_s = time.perf_counter() - t0
+    warm_imports(snap)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    model, load_s, load_rss = timed_load(snap, device, direct=True)
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    t0 = time.perf_counter()
+    bad = checks.nonfinite_parameters(model)
+    _sync(device)
+    checks_s = table_s + time.perf_counter() - t0
+    if bad:
+        raise AssertionError(f"non-finite weights in a random checkpoint: {bad[:3]}")
+    return model, load_s, load_rss, gpu_peak, checks_s
+
+
+def timed_hash_row(all_files: list[Path], shards: int, size_gb: float) -> tuple[dict[str, Any], float]:
+    """The content-hash row (against a one-thread hashlib loop) and the hash's seconds."""
+    base_hash, hash_s = time_hashes(all_files)
+    hash_row = row(
+        f"content hash ({shards} shards, {size_gb:.2f} GB)",
+        "one-thread hashlib loop",
+        base_hash,
+        hash_s,
+        "s",
+        f"{os.cpu_count()} CPUs; files in the page cache; ratio = speed-up",
+    )
+    return hash_row, hash_s
+
+
+def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
     from sn29_growth.eval.loss import EngineSettings, summed_losses
     from sn29_growth.eval.timing import StageTimes
-    from sn29_growth.loading import check_tensor_table
 
     started = time.perf_counter()
 
@@ -227,33 +293,10 @@ def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
     size_gb = sum(p.stat().st_size for p in all_files) / 1e9
     rows: list[dict[str, Any]] = []
 
-    base_hash, hash_s = time_hashes(all_files)
-    rows.append(
-        row(
-            f"content hash ({len(files)} shards, {size_gb:.2f} GB)",
-            "one-thread hashlib loop",
-            base_hash,
-            hash_s,
-            "s",
-            f"{os.cpu_count()} CPUs; files in the page cache; ratio = speed-up",
-        )
-    )
+    hash_row, hash_s = timed_hash_row(all_files, len(files), size_gb)
+    rows.append(hash_row)
 
-    t0 = time.perf_counter()
-    raw = read_model_config(snap)
-    check_tensor_table(snap, raw)
-    table_s = time.perf_counter() - t0
-    warm_imports(snap)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    model, load_s, load_rss = timed_load(snap, device, direct=True)
-    gpu_peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    t0 = time.perf_counter()
-    bad = checks.nonfinite_parameters(model)
-    _sync(device)
-    checks_s = table_s + time.perf_counter() - t0
-    if bad:
-        raise AssertionError(f"non-finite weights in a random checkpoint: {bad[:3]}")
+    model, load_s, load_rss, gpu_peak, checks_s = checked_load(snap, device)
     rows.append(row("integrity checks (tensor table + non-finite scan)", None, None, checks_s, "s"))
 
     settings = EngineSettings.for_device(device)
@@ -264,12 +307,7 @@ def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
     stock_note = "skipped: not enough budget left"
     stock_s = stock_rss = None
     if left() > 4 * load_s + (5 if tiny else 40):
-        stock, stock_s, stock_rss = timed_load(snap, device, direct=False)
-        stock_losses = summed_losses(stock, probe, settings).losses
-        del stock
-        _free(device)
-        diff = max(abs(a - b) for a, b in zip(direct_losses, stock_losses, strict=True))
-        stock_note = f"losses of 8 samples: max |direct - stock| = {diff:.3g}"
+        stock_s, stock_rss, stock_note = stock_load(snap, device, probe, direct_losses, settings)
     rows.append(
         row(
             f"load onto {device} (safetensors straight to the device)",
@@ -293,20 +331,7 @@ def run(*, tiny: bool, device: str, work_dir: Path, budget_s: float) -> dict:
 
     target = 32 if tiny else FULL_SAMPLES
     samples = random_samples(target, config["vocab_size"], min_len, max_len)
-    done = 0
-    eval_s = 0.0
-    tokens = 0
-    chunk = 8 if tiny else 100
-    while done < target:
-        if done and left() < (eval_s / done) * min(chunk, target - done) + 5:
-            break
-        batch = samples[done : done + chunk]
-        t0 = time.perf_counter()
-        summed_losses(model, batch, settings)
-        _sync(device)
-        eval_s += time.perf_counter() - t0
-        done += len(batch)
-        tokens += sum(len(s) for s in batch)
+    done, eval_s, tokens = timed_evaluation(model, samples, settings, device, left, chunk=8 if tiny else 100)
     eval_full = eval_s * target / done
     rows.append(
         row(

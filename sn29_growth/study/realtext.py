@@ -1094,6 +1094,53 @@ class _Source:
     tokens: dict[str, int] = field(default_factory=lambda: {"train": 0, "held_out": 0})
 
 
+def _extract_packages(
+    debs: dict[str, Path], packages: Sequence[PinnedPackage], log: Callable[[str], None]
+) -> tuple[list[Document], dict[str, _Source]]:
+    """Every package's documents, and per package its licence and copyright text."""
+    documents: list[Document] = []
+    copyrights: dict[str, str | None] = {}
+    for pkg in packages:
+        if pkg.name not in debs:
+            raise DebError(f"no .deb given for package {pkg.name}")
+        docs, copyrights[pkg.name] = extract_documents(pkg, debs[pkg.name])
+        log(f"{pkg.name}: {len(docs)} documents, {sum(len(d.text) for d in docs) / 1e6:.1f} M characters")
+        documents += docs
+    sources = {}
+    for pkg in packages:
+        text = copyrights[pkg.copyright_from or pkg.name]
+        if text is None:
+            raise DebError(f"{debs[pkg.name]}: no usr/share/doc/{pkg.copyright_from or pkg.name}/copyright")
+        sources[pkg.name] = _Source(pkg, summarize_licence(text), text)
+    return documents, sources
+
+
+def _fill_splits(
+    units: Sequence[tuple[Document, np.ndarray]],
+    split: dict[str, str],
+    sources: dict[str, _Source],
+    max_tokens: int,
+) -> tuple[dict[str, list[np.ndarray]], int]:
+    """The token arrays of each split, in order, until ``max_tokens`` (counting one EOS each), and how many
+    units did not fit; each source's document and token counts are updated."""
+    chosen: dict[str, list[np.ndarray]] = {"train": [], "held_out": []}
+    total = dropped = 0
+    counted: set[str] = set()
+    for doc, doc_ids in units:
+        n = len(doc_ids) + 1
+        if total + n > max_tokens:
+            dropped += 1
+            continue
+        total += n
+        part = split[doc.id]
+        chosen[part].append(doc_ids)
+        if doc.id not in counted:
+            counted.add(doc.id)
+            sources[doc.package].documents[part] += 1
+        sources[doc.package].tokens[part] += n
+    return chosen, dropped
+
+
 def build_corpus(
     debs: dict[str, Path],
     out: str | os.PathLike,
@@ -1111,20 +1158,7 @@ def build_corpus(
     names = [p.name for p in packages]
     if len(set(names)) != len(names):
         raise ValueError(f"packages must have distinct names, got {names}")
-    documents: list[Document] = []
-    copyrights: dict[str, str | None] = {}
-    for pkg in packages:
-        if pkg.name not in debs:
-            raise DebError(f"no .deb given for package {pkg.name}")
-        docs, copyrights[pkg.name] = extract_documents(pkg, debs[pkg.name])
-        log(f"{pkg.name}: {len(docs)} documents, {sum(len(d.text) for d in docs) / 1e6:.1f} M characters")
-        documents += docs
-    sources = {}
-    for pkg in packages:
-        text = copyrights[pkg.copyright_from or pkg.name]
-        if text is None:
-            raise DebError(f"{debs[pkg.name]}: no usr/share/doc/{pkg.copyright_from or pkg.name}/copyright")
-        sources[pkg.name] = _Source(pkg, summarize_licence(text), text)
+    documents, sources = _extract_packages(debs, packages, log)
     kept, stats = clean_documents(documents, min_chars=settings.min_chars)
     del documents
     log(f"kept {stats.kept} of {stats.extracted} documents ({stats.duplicates} duplicates)")
@@ -1139,21 +1173,7 @@ def build_corpus(
         pieces = [(d, f"{d.id}#{i}", a[i : i + c]) for d, a in units for i in range(0, len(a), c)]
         pieces.sort(key=lambda p: stable_unit(p[1], "order"))
         units = [(d, a) for d, _, a in pieces]
-    chosen: dict[str, list[np.ndarray]] = {"train": [], "held_out": []}
-    total = dropped = 0
-    counted: set[str] = set()
-    for doc, doc_ids in units:
-        n = len(doc_ids) + 1
-        if total + n > settings.max_tokens:
-            dropped += 1
-            continue
-        total += n
-        part = split[doc.id]
-        chosen[part].append(doc_ids)
-        if doc.id not in counted:
-            counted.add(doc.id)
-            sources[doc.package].documents[part] += 1
-        sources[doc.package].tokens[part] += n
+    chosen, dropped = _fill_splits(units, split, sources, settings.max_tokens)
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_str(tokenizer_json)

@@ -185,35 +185,16 @@ def prepare_tokens(
     if tokens < 1:
         raise PrepareError(f"tokens: must be >= 1, got {tokens}")
     out = Path(out_dir)
-    if tokenizer is None:
-        from sn29_growth.eval.tokenizers import load_tokenizer
-
-        tokenizer = load_tokenizer(tokenizer_dir)
-    tokenizer_json = Path(tokenizer_dir) / TOKENIZER
-    if not tokenizer_json.is_file():
-        raise PrepareError(f"{tokenizer_dir}: no {TOKENIZER} (the folder records the tokenizer it used)")
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise PrepareError(f"{tokenizer_dir}: the tokenizer has no EOS token to separate documents")
+    tokenizer, tokenizer_json, eos = _documents_tokenizer(tokenizer_dir, tokenizer)
     src = open_source(source, cache_dir=cache_dir, **hub_options)
     wanted = {
         "source_key": src.key,
         "tokenizer_fingerprint": _fingerprint(tokenizer),
         "text_column": text_column,
     }
-    existing = _existing(out)
-    if existing is None and out.exists() and any(out.iterdir()) and not overwrite:
-        raise PrepareError(f"{out}: exists and is not a prepared folder; pass overwrite (--overwrite)")
-    if existing is not None:
-        if reusable(existing, wanted, tokens):
-            split = existing.splits["train"]
-            log.info("%s: already holds %d tokens of %s; nothing to do", out, split.tokens, source)
-            return PrepareResult(out, split.tokens, split.documents, reused=True)
-        if not overwrite:
-            raise PrepareError(
-                f"{out}: holds other prepared data (another source, tokenizer or fewer tokens); pass "
-                "overwrite (--overwrite) or another folder"
-            )
+    done = _already_prepared(out, wanted, tokens, overwrite, source)
+    if done is not None:
+        return done
     vocab = max(len(tokenizer), int(getattr(tokenizer, "max_id", -1)) + 1, eos + 1)
     shards: list[dict[str, Any]] = []
     state = {"exhausted": False}
@@ -277,6 +258,43 @@ def prepare_tokens(
             "%s: the source ran out after %d of the %d tokens asked for", source, split.tokens, tokens
         )
     return PrepareResult(out, split.tokens, split.documents, reused=False)
+
+
+def _documents_tokenizer(tokenizer_dir: str | os.PathLike, tokenizer) -> tuple[Any, Path, int]:
+    """The tokenizer (loaded unless given), its ``tokenizer.json`` the folder records, and its EOS id."""
+    if tokenizer is None:
+        from sn29_growth.eval.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer_json = Path(tokenizer_dir) / TOKENIZER
+    if not tokenizer_json.is_file():
+        raise PrepareError(f"{tokenizer_dir}: no {TOKENIZER} (the folder records the tokenizer it used)")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise PrepareError(f"{tokenizer_dir}: the tokenizer has no EOS token to separate documents")
+    return tokenizer, tokenizer_json, eos
+
+
+def _already_prepared(
+    out: Path, wanted: dict[str, Any], tokens: int, overwrite: bool, source: str
+) -> PrepareResult | None:
+    """The result when ``out`` already holds what is asked for; None when it is to be (re)written;
+    PrepareError when it holds something else and ``overwrite`` is not given."""
+    existing = _existing(out)
+    if existing is None and out.exists() and any(out.iterdir()) and not overwrite:
+        raise PrepareError(f"{out}: exists and is not a prepared folder; pass overwrite (--overwrite)")
+    if existing is None:
+        return None
+    if reusable(existing, wanted, tokens):
+        split = existing.splits["train"]
+        log.info("%s: already holds %d tokens of %s; nothing to do", out, split.tokens, source)
+        return PrepareResult(out, split.tokens, split.documents, reused=True)
+    if not overwrite:
+        raise PrepareError(
+            f"{out}: holds other prepared data (another source, tokenizer or fewer tokens); pass "
+            "overwrite (--overwrite) or another folder"
+        )
+    return None
 
 
 def _existing(folder: Path) -> TokenCorpus | None:
