@@ -36,7 +36,7 @@ import torch
 
 from sn29_growth.checkpoint import CONFIG_FILE, try_read_config
 from sn29_growth.eval import checks, memory
-from sn29_growth.eval.cache import LossCache, model_content_hash, settings_fingerprint
+from sn29_growth.eval.cache import LossCache, is_content_hash, model_content_hash, settings_fingerprint
 from sn29_growth.eval.competitions import Competition, Competitions, default_competitions, load_competitions
 from sn29_growth.eval.data import (
     DataSource,
@@ -114,6 +114,7 @@ class _Prepared:
     rejection: str | None = None
     path: Path | None = None
     network: NetworkCheck | None = None  # read once: the table's column and the tokenizer's loadability
+    content_hash: str | None = None  # the loss-cache key when the caller has digested the files already
 
 
 class _Evaluator:
@@ -279,7 +280,7 @@ class _Evaluator:
                 **base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}"
             )
 
-        content = self.clock.timed("hash", model_content_hash, path, self.cache_dir)
+        content = prep.content_hash or self.clock.timed("hash", model_content_hash, path, self.cache_dir)
         base.update(content_hash=content)
         fp = settings_fingerprint(
             {
@@ -415,6 +416,7 @@ def evaluate_models(
     isolate: bool = False,
     timeout_s: float = 3600.0,
     worker_command: Sequence[str] | None = None,
+    content_hashes: Sequence[str | None] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``models`` (oldest first) on one competition and score them against each other.
 
@@ -430,7 +432,8 @@ def evaluate_models(
     Python API defaults to in-process, ``sn29 evaluate`` to isolated). Raises ``ValueError`` only for
     unusable arguments and :class:`~sn29_growth.eval.environment.EnvironmentFailure` when the host cannot
     evaluate (no CUDA, a CUDA error, the device out of memory, a full disk, a worker that cannot start);
-    a bad model is a row.
+    a bad model is a row. ``content_hashes`` (one per model, None: unknown) are the loss-cache keys of
+    models whose files the caller has digested already (:func:`~sn29_growth.eval.cache.content_hash_of`).
     """
     if not models:
         raise ValueError("models: at least one model is needed")
@@ -442,6 +445,10 @@ def evaluate_models(
     problem = device_problem(device)
     if problem:
         raise EnvironmentFailure(problem)
+    if isolate and worker_command is None:
+        from sn29_growth.eval.worker import warm_factory
+
+        warm_factory()  # its imports overlap the preparation below
     if cache_dir is True:
         cache_path: Path | None = default_cache_dir()
     elif cache_dir is None or cache_dir is False:
@@ -451,6 +458,9 @@ def evaluate_models(
 
     evaluator = _Evaluator(hub, cache_path, device, progress, engine)
     prepared = [evaluator.prepare(r, n) for r, n in zip(refs, labels, strict=True)]
+    for prep, known in zip(prepared, content_hashes or (), strict=False):
+        if is_content_hash(known) and prep.ref.path is not None:
+            prep.content_hash = known
 
     if isinstance(competitions, Competitions):
         table = competitions
