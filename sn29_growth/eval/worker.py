@@ -126,6 +126,18 @@ _FACTORY_PID: int | None = None
 _FACTORY_LOCK = threading.Lock()
 
 
+IMPORT_TIME_PREFIXES = (
+    "HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "TORCH", "PYTORCH", "CUDA", "OMP_", "MKL_",
+    "PYTHON", "LD_", "XDG_", "SN29_", "PATH", "HOME",
+)  # fmt: skip
+"""Variables a library may read once, at import: a factory started under other values is restarted. The
+rest of the environment is the caller's at each request (the child takes it over)."""
+
+
+def import_environment(environment: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environment.items() if k.startswith(IMPORT_TIME_PREFIXES)}
+
+
 def factory_enabled() -> bool:
     return os.environ.get(FACTORY_ENV, "1") != "0"
 
@@ -143,7 +155,7 @@ def _factory(environment: dict[str, str]) -> WorkerFactory | None:
     (a variable read at import, such as the Hub's offline mode, must be the caller's). Lock held."""
     global _FACTORY, _FACTORY_PID
     if _FACTORY is not None and os.getpid() == _FACTORY_PID:
-        if _FACTORY.alive() and _FACTORY.environment == environment:
+        if _FACTORY.alive() and import_environment(_FACTORY.environment) == import_environment(environment):
             return _FACTORY
         if not _FACTORY.alive():
             log.warning("the warm worker factory died (code %s); starting a new one", _FACTORY.proc.poll())
@@ -175,7 +187,7 @@ def _run_warm(req: Path, resp: Path, timeout_s: float, env: dict[str, str] | Non
             return None
         stderr = Path(str(resp) + ".stderr")
         try:
-            code, seconds = factory.run(req, resp, stderr, timeout_s)
+            code, seconds = factory.run(req, resp, stderr, timeout_s, {**os.environ, **(env or {})})
         except FactoryError as e:
             log.warning("%s: this model's worker starts cold", e)
             factory.close()
@@ -206,6 +218,23 @@ def _kill_group(proc: subprocess.Popen) -> None:
         log.error("worker %d did not die after SIGKILL", proc.pid)
 
 
+def _limit_adopted_tokenizer() -> None:
+    """A tokenizer worker handed over by the factory (started before this process's limit) gets the
+    same memory limit, as one this process starts would inherit it; where that cannot be done it is
+    dropped and this process starts its own."""
+    from sn29_growth.network.exact import adopted_worker_pid, drop_adopted_worker
+
+    pid = adopted_worker_pid()
+    if pid is None:
+        return
+    try:
+        import resource
+
+        resource.prlimit(pid, resource.RLIMIT_DATA, resource.getrlimit(resource.RLIMIT_DATA))
+    except (ImportError, AttributeError, OSError, ValueError):
+        drop_adopted_worker()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
@@ -216,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from sn29_growth.eval.memory import apply_memory_limit, request_memory_limit
 
     apply_memory_limit(request_memory_limit(request))  # before anything of the model is read
+    _limit_adopted_tokenizer()
     Path(argv[1] + STARTED_SUFFIX).touch()
     try:
         from sn29_growth.eval.request import handle_request

@@ -5,11 +5,16 @@ child per model.
 (touching no CUDA device: a CUDA context does not survive a fork), answers ``{"ready": pid}`` on its
 stdout and then serves one request at a time, one JSON line each::
 
-    → {"request": REQ, "response": RESP, "stderr": ERR}
+    → {"request": REQ, "response": RESP, "stderr": ERR, "env": {NAME: VALUE}}
     ← {"pid": CHILD}                 the child is forked
     ← {"pid": CHILD, "code": CODE}   the child has exited (CODE: its exit code, -N for signal N)
 
-Each child leaves the factory's session (``setsid``: its own process group, which a timeout kills with
+The factory also keeps a tokenizer worker (:mod:`sn29_growth.network.exact`) started ahead: each child
+adopts the one ready at its fork (and gives it its own memory limit), and the factory kills it when
+that child has ended — a timeout's kill of the child's group therefore ends it too — then starts the
+next one while the child runs.
+
+Each child takes over the caller's environment ``env``, leaves the factory's session (``setsid``: its own process group, which a timeout kills with
 everything it started — its tokenizer worker too), sends its stderr to ERR, and runs exactly what a
 cold ``python -m sn29_growth.eval.worker REQ RESP`` runs (:func:`sn29_growth.eval.worker.main`): the
 memory limit applied in the child, the ``.started`` mark, the response written atomically.
@@ -90,12 +95,14 @@ class WorkerFactory:
             raise FactoryError(f"the worker factory did not start ({message or 'no answer'})")
         self._ready = True
 
-    def run(self, request: Path, response: Path, stderr: Path, timeout_s: float) -> tuple[int | None, float]:
-        """Fork a child for ``request``; its exit code (None: killed on timeout) and wall seconds.
-
-        Raises FactoryError when the factory cannot serve (nothing of the request ran)."""
+    def run(
+        self, request: Path, response: Path, stderr: Path, timeout_s: float, env: dict[str, str]
+    ) -> tuple[int | None, float]:
+        """Fork a child for ``request`` under ``env``; its exit code (None: killed on timeout) and wall
+        seconds. Raises FactoryError when the factory cannot serve (nothing of the request ran)."""
         self.wait_ready()
-        line = json.dumps({"request": str(request), "response": str(response), "stderr": str(stderr)})
+        message = {"request": str(request), "response": str(response), "stderr": str(stderr), "env": env}
+        line = json.dumps(message)
         t0 = time.monotonic()
         try:
             assert self.proc.stdin is not None
@@ -144,9 +151,15 @@ def kill_child(pid: int) -> None:
 # ------------------------------------------------------------------------------------------- factory side
 
 
-def _child(message: dict[str, Any]) -> int:
-    """In the forked child: detach, redirect, and run the worker's main."""
+def _child(message: dict[str, Any], spare) -> int:
+    """In the forked child: detach, redirect, adopt the spare tokenizer worker, run the worker's main."""
     os.setsid()
+    os.environ.clear()
+    os.environ.update(message.get("env") or {})
+    if spare is not None:
+        from sn29_growth.network.exact import adopt_worker
+
+        adopt_worker(spare)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     null = os.open(os.devnull, os.O_RDWR)
@@ -182,6 +195,35 @@ def preload() -> None:
         getattr(transformers, name)
 
 
+def _start_spare():
+    """A tokenizer worker started ahead for the next child; None where none can start, or when
+    ``$SN29_TOKENIZER_SPARE`` is ``0``."""
+    from sn29_growth.network.exact import TokenizerWorker
+
+    if os.environ.get("SN29_TOKENIZER_SPARE", "1") == "0":
+        return None
+
+    worker = TokenizerWorker()
+    try:
+        worker.call({"op": "versions"})
+    except Exception as e:  # the child then starts its own, and meets the same problem there
+        print(f"no spare tokenizer worker: {type(e).__name__}: {e}", file=sys.stderr)
+        worker.close()
+        return None
+    return worker
+
+
+def _release(spare) -> subprocess.Popen | None:
+    """Close the factory's ends of a spare handed to a child; the process, to kill once the child ends."""
+    if spare is None:
+        return None
+    proc, spare._proc = spare._proc, None
+    for pipe in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()
+    return proc
+
+
 def serve() -> int:
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     commands = os.fdopen(os.dup(0), "rb")
@@ -190,6 +232,7 @@ def serve() -> int:
     os.dup2(null, 1)
     os.close(null)
     preload()
+    spare = _start_spare()
     _write(out, {"ready": os.getpid()})
     for line in commands:
         try:
@@ -202,11 +245,11 @@ def serve() -> int:
             _write(out, {"error": f"fork failed: {e}"})
             continue
         if pid == 0:
-            code = 70
+            code = 1  # as an uncaught exception ends a cold python
             try:
                 out.close()
                 commands.close()
-                code = _child(message)
+                code = _child(message, spare)
             except BaseException:  # never back into the factory's loop
                 import traceback
 
@@ -216,7 +259,13 @@ def serve() -> int:
                     sys.stderr.flush()
                 os._exit(code)
         _write(out, {"pid": pid})
+        adopted = _release(spare)
+        spare = _start_spare()  # while the child runs
         _, status = os.waitpid(pid, 0)
+        if adopted is not None:  # the child's tokenizer worker ends with it
+            with contextlib.suppress(ProcessLookupError):
+                adopted.kill()
+            adopted.wait()
         _write(out, {"pid": pid, "code": os.waitstatus_to_exitcode(status)})
     return 0
 
