@@ -124,6 +124,9 @@ FACTORY_ENV = "SN29_WORKER_FACTORY"
 _FACTORY: WorkerFactory | None = None
 _FACTORY_PID: int | None = None
 _FACTORY_LOCK = threading.Lock()
+_FACTORY_FAILED_AT: float | None = None
+FACTORY_RETRY_S = 600.0
+"""After the factory failed, workers start cold this long before a new factory is tried."""
 
 
 IMPORT_TIME_PREFIXES = (
@@ -178,7 +181,9 @@ def _factory(environment: dict[str, str]) -> WorkerFactory | None:
 
 def _run_warm(req: Path, resp: Path, timeout_s: float, env: dict[str, str] | None) -> WorkerResult | None:
     """The result of a child forked by the factory; None when the factory cannot serve (start cold)."""
-    global _FACTORY
+    global _FACTORY, _FACTORY_FAILED_AT
+    if _FACTORY_FAILED_AT is not None and time.monotonic() - _FACTORY_FAILED_AT < FACTORY_RETRY_S:
+        return None
     if not _FACTORY_LOCK.acquire(blocking=False):  # another thread's model is in the factory
         return None
     try:
@@ -189,9 +194,9 @@ def _run_warm(req: Path, resp: Path, timeout_s: float, env: dict[str, str] | Non
         try:
             code, seconds = factory.run(req, resp, stderr, timeout_s, {**os.environ, **(env or {})})
         except FactoryError as e:
-            log.warning("%s: this model's worker starts cold", e)
+            log.warning("%s: workers start cold for %.0f s", e, FACTORY_RETRY_S)
             factory.close()
-            _FACTORY = None
+            _FACTORY, _FACTORY_FAILED_AT = None, time.monotonic()
             return None
         if code is None:
             return _timed_out(timeout_s, seconds)
