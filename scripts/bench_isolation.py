@@ -1,8 +1,12 @@
 """What per-model worker isolation costs: ``evaluate_models`` in-process vs one worker process per model.
 
 Both runs score the same models on the same samples with every cache off, in one invocation, so the
-difference is the price of the isolation (a process start, imports, re-reading the tokenizer and the
-weights in each worker). Prints one JSON line per variant and the ratio.
+difference is the price of the isolation (a fresh process per model forked by the warm worker factory,
+its tokenizer worker, re-reading the tokenizer and the weights in each worker). The factory is started
+before the isolated run, as a running validator has it; its one-time start is printed apart
+(``factory_start_s``). ``--cold`` turns the factory off (``SN29_WORKER_FACTORY=0``): every worker
+imports torch and transformers itself, as before the factory. Prints one JSON line per variant and the
+ratio.
 
     .venv/bin/python scripts/bench_isolation.py --models 3 --samples 32
     .venv/bin/python scripts/bench_isolation.py --device cuda --hidden 2048 --layers 16 --samples 400
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +30,10 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=64, help="hidden size of each model (default: tiny)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--cold", action="store_true", help="no worker factory: every worker starts cold")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="alternate the two variants N times; medians reported"
+    )
     return p.parse_args(argv)
 
 
@@ -72,7 +82,24 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-isolation-") as tmp:
         paths = build_models(Path(tmp), args.models, args.hidden, args.layers)
         inline = timed(paths, args, isolate=False)
+        factory_s = None
+        if args.cold:
+            os.environ["SN29_WORKER_FACTORY"] = "0"
+        else:
+            from sn29_growth.eval import worker
+
+            t0 = time.perf_counter()
+            worker.warm_factory()
+            worker._FACTORY.wait_ready()
+            factory_s = round(time.perf_counter() - t0, 2)
         isolated = timed(paths, args, isolate=True)
+        runs = {False: [inline["seconds"]], True: [isolated["seconds"]]}
+        for _ in range(args.repeat - 1):  # alternated: a busy moment of the host hits both alike
+            for isolate in (False, True):
+                runs[isolate].append(timed(paths, args, isolate)["seconds"])
+        inline["seconds"], isolated["seconds"] = statistics.median(runs[False]), statistics.median(runs[True])
+        inline["runs"], isolated["runs"] = runs[False], runs[True]
+        isolated["factory_start_s"] = factory_s
     same = all(
         abs(a - b) <= 1e-4 * max(1.0, abs(a))
         for la, lb in zip(inline.pop("losses"), isolated.pop("losses"), strict=True)
@@ -83,7 +110,7 @@ def main(argv=None) -> int:
     overhead = (isolated["seconds"] - inline["seconds"]) / args.models
     print(
         f"isolated / in-process: {isolated['seconds'] / inline['seconds']:.2f}x; "
-        f"{overhead:.1f} s per model; losses equal: {same}"
+        f"{overhead:.2f} s per model; losses equal: {same}"
     )
     return 0 if same else 1
 

@@ -4,6 +4,9 @@ A checkpoint is a handful of multi-GB shards. ``hashlib`` releases the GIL while
 buffer, so one thread per file (bounded by the CPU count) hashes the shards concurrently; each thread
 reads into one reusable buffer with ``readinto`` (no per-chunk allocation). The digests are exactly
 those of a one-thread ``hashlib.sha256`` over each file's bytes: only the scheduling differs.
+
+:class:`DigestMemo` keeps digests between runs (the validator persists it in its state): an unchanged
+file (same path, size, mtime_ns and inode) is not read again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 READ_BYTES = 16 << 20
 """Bytes per read: large enough that the digest, not the syscalls, sets the pace."""
@@ -57,3 +61,50 @@ def sha256_files(
         for i, future in futures.items():
             out[i] = future.result()
     return out
+
+
+class DigestMemo:
+    """File digests kept between runs, reused while a file's (size, mtime_ns, inode) are unchanged.
+
+    ``entries`` (held, not copied: a caller's persisted mapping stays current) maps a file's resolved path to
+    ``{"size", "mtime_ns", "inode", "sha256"}`` (hex). :meth:`prune` drops the entries of files that are
+    gone or changed, so the mapping stays as large as the files it describes.
+    """
+
+    def __init__(self, entries: dict[str, dict[str, Any]] | None = None) -> None:
+        self.entries = entries if entries is not None else {}
+
+    def digests(self, paths: Sequence[str | os.PathLike]) -> list[bytes]:
+        """The raw SHA-256 digests of ``paths``; only files new or changed since their entry are read."""
+        keys, stamps = [], []
+        for path in paths:
+            resolved = os.path.realpath(path)
+            keys.append(resolved)
+            stamps.append(_stamp(os.stat(resolved)))
+        todo = [i for i, key in enumerate(keys) if not _matches(self.entries.get(key), stamps[i])]
+        for i, digest in zip(todo, sha256_files([keys[i] for i in todo]), strict=True):
+            self.entries[keys[i]] = {**stamps[i], "sha256": digest.hex()}
+        return [bytes.fromhex(self.entries[key]["sha256"]) for key in keys]
+
+    def prune(self) -> int:
+        """Drop the entries of files no longer present or changed; how many were dropped."""
+        stale = []
+        for key, entry in self.entries.items():
+            try:
+                current = _stamp(os.stat(key))
+            except OSError:
+                stale.append(key)
+                continue
+            if not _matches(entry, current):
+                stale.append(key)
+        for key in stale:
+            del self.entries[key]
+        return len(stale)
+
+
+def _stamp(st: os.stat_result) -> dict[str, int]:
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _matches(entry: dict[str, Any] | None, stamp: dict[str, int]) -> bool:
+    return entry is not None and all(entry.get(k) == v for k, v in stamp.items()) and "sha256" in entry

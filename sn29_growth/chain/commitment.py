@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sn29_growth.digest import sha256_file, sha256_files
+from sn29_growth.digest import DigestMemo, sha256_file, sha256_files
 
 MAX_COMMITMENT_BYTES = 128
 """Upper bound on the UTF-8 length of the whole commitment string."""
@@ -172,17 +172,28 @@ def file_digest(path: str | os.PathLike) -> str:
     return base64.b64encode(sha256_file(path)).decode("ascii")
 
 
-def directory_hash(files: Mapping[str, str | os.PathLike], *, workers: int | None = None) -> str:
+def directory_hash(
+    files: Mapping[str, str | os.PathLike], *, workers: int | None = None, memo: DigestMemo | None = None
+) -> str:
     """The unsalted hash over ``{name: path}``: base64(sha256 of the concatenated file digests in name order).
 
     The files are digested concurrently (``workers`` threads, default one per file up to the CPU count);
-    the value is the same as digesting them one after the other.
+    the value is the same as digesting them one after the other. With a ``memo`` only the files new or
+    changed since it last saw them are read.
     """
     if not files:
         raise ValueError("no files to hash")
     names = sorted(files)
-    digests = sha256_files([files[name] for name in names], workers=workers)
-    joined = "".join(base64.b64encode(d).decode("ascii") for d in digests)
+    paths = [files[name] for name in names]
+    digests = memo.digests(paths) if memo is not None else sha256_files(paths, workers=workers)
+    return directory_hash_of({name: d for name, d in zip(names, digests, strict=True)})
+
+
+def directory_hash_of(digests: Mapping[str, bytes]) -> str:
+    """:func:`directory_hash` from the raw SHA-256 digests of the files, ``{name: digest}``."""
+    if not digests:
+        raise ValueError("no files to hash")
+    joined = "".join(base64.b64encode(digests[name]).decode("ascii") for name in sorted(digests))
     return base64.b64encode(hashlib.sha256(joined.encode("utf-8")).digest()).decode("ascii")
 
 

@@ -45,7 +45,7 @@ def model_content_hash(path: str | os.PathLike, memo_dir: str | os.PathLike | No
             memo = json.loads(memo_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             memo = {}
-    names = sorted(p.name for p in root.iterdir() if p.is_file() and is_model_file(p.name))
+    names = model_file_names(root)
     if not names:
         raise ValueError(f"{root}: no model files to hash")
     keys = {}
@@ -56,12 +56,29 @@ def model_content_hash(path: str | os.PathLike, memo_dir: str | os.PathLike | No
     for name, digest in zip(missing, sha256_files([root / n for n in missing]), strict=True):
         memo[keys[name]] = digest.hex()  # the shards are digested concurrently
     changed = bool(missing)
-    h = hashlib.sha256()
-    for name in names:
-        h.update(f"{name}\0{memo[keys[name]]}\n".encode())
     if changed and memo_path is not None:
         atomic_write_json(memo_path, memo, indent=None)
+    return content_hash_of({name: bytes.fromhex(memo[keys[name]]) for name in names})
+
+
+def model_file_names(path: str | os.PathLike) -> list[str]:
+    """The names of the files :func:`model_content_hash` covers, sorted."""
+    return sorted(p.name for p in Path(path).iterdir() if p.is_file() and is_model_file(p.name))
+
+
+def content_hash_of(digests: Mapping[str, bytes]) -> str:
+    """:func:`model_content_hash` from the raw SHA-256 digests of the model files, ``{name: digest}``."""
+    if not digests:
+        raise ValueError("no model files to hash")
+    h = hashlib.sha256()
+    for name in sorted(digests):
+        h.update(f"{name}\0{digests[name].hex()}\n".encode())
     return h.hexdigest()
+
+
+def is_content_hash(value: object) -> bool:
+    """Whether ``value`` has the form of a :func:`model_content_hash` (64 lowercase hex digits)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def settings_fingerprint(settings: Mapping[str, Any]) -> str:

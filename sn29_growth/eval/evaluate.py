@@ -38,7 +38,7 @@ import torch
 
 from sn29_growth.checkpoint import CONFIG_FILE, try_read_config
 from sn29_growth.eval import checks, memory
-from sn29_growth.eval.cache import LossCache, model_content_hash, settings_fingerprint
+from sn29_growth.eval.cache import LossCache, is_content_hash, model_content_hash, settings_fingerprint
 from sn29_growth.eval.competitions import Competition, Competitions, default_competitions, load_competitions
 from sn29_growth.eval.data import (
     DataSource,
@@ -117,6 +117,7 @@ class _Prepared:
     path: Path | None = None
     network: NetworkCheck | None = None  # read once: the table's column and the tokenizer's loadability
     unavailable: bool = False  # the files could not be fetched: no verdict on them
+    content_hash: str | None = None  # the loss-cache key when the caller has digested the files already
 
 
 class _Evaluator:
@@ -257,7 +258,7 @@ class _Evaluator:
                 **base, rejection=f"token id {max_id} is not below the model's vocab_size {vocab}"
             )
 
-        content = self.clock.timed("hash", model_content_hash, path, self.cache_dir)
+        content = prep.content_hash or self.clock.timed("hash", model_content_hash, path, self.cache_dir)
         base.update(content_hash=content)
         fp = settings_fingerprint(
             {
@@ -464,6 +465,13 @@ def _competition_table(competitions: Competitions | str | os.PathLike | None) ->
     return load_competitions(competitions)
 
 
+def _warm_factory() -> None:
+    """Start the warm worker factory now, so that its imports overlap the preparation."""
+    from sn29_growth.eval.worker import warm_factory
+
+    warm_factory()
+
+
 def _start(
     models: Sequence[str | os.PathLike],
     names: Sequence[str] | None,
@@ -594,6 +602,7 @@ def evaluate_models(
     isolate: bool = False,
     timeout_s: float = 3600.0,
     worker_command: Sequence[str] | None = None,
+    content_hashes: Sequence[str | None] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``models`` (oldest first) on one competition and score them against each other.
 
@@ -609,9 +618,15 @@ def evaluate_models(
     Python API defaults to in-process, ``sn29 evaluate`` to isolated). Raises ``ValueError`` only for
     unusable arguments and :class:`~sn29_growth.eval.environment.EnvironmentFailure` when the host cannot
     evaluate (no CUDA, a CUDA error, the device out of memory, a full disk, a worker that cannot start);
-    a bad model is a row.
+    a bad model is a row. ``content_hashes`` (one per model, None: unknown) are the loss-cache keys of
+    models whose files the caller has digested already (:func:`~sn29_growth.eval.cache.content_hash_of`).
     """
+    if isolate and worker_command is None:
+        _warm_factory()  # its imports overlap the preparation
     session = _start(models, names, competitions, device, cache_dir, hub, engine, progress)
+    for prep, known in zip(session.prepared, content_hashes or (), strict=False):
+        if is_content_hash(known) and prep.ref.path is not None:
+            prep.content_hash = known
     if isinstance(competition, Competition):
         comp = competition
     else:
@@ -683,9 +698,11 @@ def evaluate_by_competition(
     competition does not accept is refused with a ValueError before any evaluation. ``options`` are the
     remaining keywords of :func:`evaluate_models`.
     """
+    settings = _Options(**options)
+    if settings.isolate and settings.worker_command is None:
+        _warm_factory()  # its imports overlap the preparation
     session = _start(models, names, competitions, device, cache_dir, hub, engine, progress)
     architectures = session.architectures()
-    settings = _Options(**options)
     if competition is not None:
         comp = choose_competition(session.table, architectures, competition)
         refused = not_admitted(comp, [p.name for p in session.prepared], architectures)

@@ -53,12 +53,13 @@ def _evaluate(request: dict[str, Any], competition: Competition, models, dataset
     return evaluate_models(
         [m["path"] for m in models],
         names=[m["key"] for m in models],
+        content_hashes=[m.get("content_hash") for m in models],
         competition=competition,
         dataset=dataset,
         samples=request.get("samples"),
         seed=int(request.get("seed", 0)),
         device=request.get("device") or "cpu",
-        cache_dir=request.get("cache_dir") or True,
+        cache_dir=request.get("cache_dir", True),  # None: no cache (--no-cache)
         allow_bos=bool(request.get("allow_bos", False)),
         free_tokenizer=request.get("free_tokenizer"),
         fallback_tokenizer=request.get("fallback_tokenizer"),

@@ -96,11 +96,18 @@ def worker_request(
     allow_bos: bool = False,
     dataset: str = "",
     fallback_tokenizer: bool = True,
+    content_hash: str | None = None,
 ) -> dict[str, Any]:
-    """The request a worker process evaluates: one model ``(name, path)`` on a fixed sample file."""
+    """The request a worker process evaluates: one model ``(name, path)`` on a fixed sample file.
+
+    ``content_hash``: the model's loss-cache key (:func:`sn29_growth.eval.cache.model_content_hash`) when
+    the caller has already digested its files; the worker then reads none of them to hash."""
+    entry: dict[str, Any] = {"key": model[0], "path": str(model[1])}
+    if content_hash is not None:
+        entry["content_hash"] = content_hash
     return {
         "competition": {"name": competition.name, **competition.as_dict()},
-        "models": [{"key": model[0], "path": str(model[1])}],
+        "models": [entry],
         "samples_file": str(samples_file),
         "free_tokenizer": free_tokenizer,
         "fallback_tokenizer": fallback_tokenizer,

@@ -141,6 +141,28 @@ def with_worker(parent: StageTimes | None, worker: StageTimes | None, worker_wal
     return combined(combined(parent, worker), startup) or startup
 
 
+def budget_line(label: str, times: list[StageTimes]) -> str:
+    """One log line for a step's models together: each stage summed over them, and the share of the
+    whole (download excluded) spent outside the forward passes."""
+    total = StageTimes()
+    for t in times:
+        total = total + t
+    whole = total.outside_s + total.eval_s
+    share = "-" if whole <= 0 else f"{100 * total.outside_s / whole:.1f}%"
+    stages = " · ".join(
+        f"{name} {_seconds(getattr(total, f'{stage}_s'))}"
+        for name, stage in (
+            ("worker start", "startup"),
+            ("checks", "checks"),
+            ("hash", "hash"),
+            ("load", "load"),
+            ("tokenize", "tokenize"),
+            ("forward", "eval"),
+        )
+    )
+    return f"{label} ({len(times)} models): {stages} · outside forward passes {share} of {_seconds(whole)}"
+
+
 def pipeline_line(
     label: str, parent: StageTimes | None, worker: StageTimes | None, worker_wall_s: float | None = None
 ) -> str:

@@ -16,12 +16,14 @@ on a list of texts encodes them (``tokenizer(texts)["input_ids"]``, as training 
 The worker is started on first use, once per process (a forked child starts its own), and restarted
 when it died; a tokenizer that was loaded in a dead worker is reloaded from its source. It ends with
 its parent (end of input), and sits in its parent's process group, so a killed evaluation worker takes
-it along.
+it along. A warm worker factory (:mod:`sn29_growth.eval.zygote`) keeps one started ahead and hands it
+to the child it forks (:func:`adopt_worker`); the factory kills it when that child ends.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -159,6 +161,66 @@ class TokenizerWorker:
 _WORKER: TokenizerWorker | None = None
 _WORKER_PID: int | None = None
 _WORKER_LOCK = threading.Lock()
+
+
+class _ForeignProcess:
+    """A worker process this process did not start (its parent started it and forked this one): the
+    pipes are ours, the exit status is not, so liveness is read from ``/proc`` (a zombie is dead)."""
+
+    def __init__(self, pid: int, stdin, stdout) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                with open(f"/proc/{self.pid}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+                if state in (b"Z", b"X"):
+                    self.returncode = -1
+            except (OSError, IndexError):
+                self.returncode = -1
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.01)
+        return -1
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, 9)
+
+
+def adopt_worker(worker: TokenizerWorker) -> None:
+    """Make ``worker`` — started by this process's parent before it forked this one — this process's
+    :func:`shared_worker`."""
+    global _WORKER, _WORKER_PID
+    proc = worker._proc
+    assert proc is not None
+    worker._proc = _ForeignProcess(proc.pid, proc.stdin, proc.stdout)  # type: ignore[assignment]
+    worker._lock = threading.Lock()
+    with _WORKER_LOCK:
+        _WORKER, _WORKER_PID = worker, os.getpid()
+
+
+def adopted_worker_pid() -> int | None:
+    """The pid of this process's adopted tokenizer worker, when it has one that still runs."""
+    worker = _WORKER
+    if worker is None or os.getpid() != _WORKER_PID or not isinstance(worker._proc, _ForeignProcess):
+        return None
+    return worker._proc.pid if worker.alive() else None
+
+
+def drop_adopted_worker() -> None:
+    """Stop using an adopted worker (the next call starts this process's own)."""
+    worker = _WORKER
+    if worker is not None and isinstance(worker._proc, _ForeignProcess):
+        worker._proc.kill()
+        worker.close()
 
 
 def shared_worker() -> TokenizerWorker:

@@ -185,6 +185,11 @@ def build_clients(config: ValidatorConfig, args: argparse.Namespace):
             request, timeout, command=list(config.worker_command) if config.worker_command else None
         )
 
+    if config.worker_command is None:
+        from sn29_growth.eval.worker import warm_factory
+
+        warm_factory()  # its imports overlap the step's discovery and downloads
+
     if config.offline:
         from sn29_growth.validator.offline import OfflineChain
 

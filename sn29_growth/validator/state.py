@@ -84,6 +84,8 @@ class ValidatorState:
         default_factory=dict
     )  # hotkey -> {commitment, reason, block}
     failures: dict[str, int] = field(default_factory=dict)  # hotkey -> consecutive failures
+    # resolved path -> {size, mtime_ns, inode, sha256}: model files' digests (sn29_growth.digest.DigestMemo)
+    file_digests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -122,6 +124,10 @@ class ValidatorState:
             failures={
                 k: _int(v, f"failures[{k!r}]", minimum=0)
                 for k, v in _object(data.get("failures", {}), "failures").items()
+            },
+            file_digests={
+                k: _file_digest(v, f"file_digests[{k!r}]")
+                for k, v in _object(data.get("file_digests", {}), "file_digests").items()
             },
         )
 
@@ -204,6 +210,19 @@ def _discarded(value: Any, where: str) -> dict[str, Any]:
     if "block" in entry:
         _int(entry["block"], f"{where}.block")
     return dict(entry)
+
+
+def _file_digest(value: Any, where: str) -> dict[str, Any]:
+    entry = _object(value, where)
+    _no_unknown_keys(entry, {"size", "mtime_ns", "inode", "sha256"}, where)
+    out: dict[str, Any] = {
+        k: _int(entry.get(k), f"{where}.{k}", minimum=0) for k in ("size", "mtime_ns", "inode")
+    }
+    digest = _str(entry.get("sha256"), f"{where}.sha256")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise _expected(f"{where}.sha256", "64 lowercase hex digits", digest)
+    out["sha256"] = digest
+    return out
 
 
 def _field_checkers() -> dict[str, Callable[[Any, str], Any]]:

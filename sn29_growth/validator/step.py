@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sn29_growth.chain.commitment import ModelCommitment, directory_hash, hashed_files, salted_hash
+from sn29_growth.chain.commitment import ModelCommitment, directory_hash_of, hashed_files, salted_hash
 from sn29_growth.chain.protocol import ChainClient, ChainClientError
 from sn29_growth.checkpoint import (
     read_config_or_none,
     try_read_config,
 )
+from sn29_growth.digest import DigestMemo
 from sn29_growth.eval import checks
 from sn29_growth.eval.budget import device_flops, model_budget
+from sn29_growth.eval.cache import content_hash_of, model_file_names
 from sn29_growth.eval.competitions import Competition, Competitions, ProvidesCompetitions, ProvidesHallOfFame
 from sn29_growth.eval.data import DataSourceError
 from sn29_growth.eval.environment import EnvironmentFailure, device_problem
@@ -36,7 +38,7 @@ from sn29_growth.eval.scoring import (
     score_competition,
     weights_from_win_rates,
 )
-from sn29_growth.eval.timing import StageClock, pipeline_line
+from sn29_growth.eval.timing import StageClock, StageTimes, budget_line, pipeline_line, with_worker
 from sn29_growth.eval.tokenize import cap_text
 from sn29_growth.eval.tokenizers import tokenization_note
 from sn29_growth.hub.protocol import DiskBudgetExceeded, HubError
@@ -240,7 +242,7 @@ def _prepare(
             _reject(state, rec, reason)
             return None
         # read once: salted below, unsalted for copies
-        digest = clock.timed("hash", directory_hash, hashed_files(path))
+        digest, _ = clock.timed("hash", model_hashes, path, state)
         if committed:
             mc = ModelCommitment.parse(rec.commitment)
             actual = salted_hash(digest, rec.hotkey)
@@ -282,6 +284,16 @@ def _prepare(
         log.warning("%s: checks failed", rec.label, exc_info=True)
         _reject(state, rec, f"unreadable: {type(e).__name__}: {e}")
         return None
+
+
+def model_hashes(path: Path, state: ValidatorState) -> tuple[str, str]:
+    """The model's unsalted commitment hash and its loss-cache key, from one digest per file: the files
+    are read only when new or changed since the state last saw them (``state.file_digests``)."""
+    hashed = hashed_files(path)
+    names = sorted(set(hashed) | set(model_file_names(path)))
+    digests = dict(zip(names, DigestMemo(state.file_digests).digests([path / n for n in names]), strict=True))
+    commitment = directory_hash_of({name: digests[name] for name in hashed})
+    return commitment, content_hash_of({name: digests[name] for name in model_file_names(path)})
 
 
 def _cached_path(rec: ModelRecord, clients: Clients) -> Path | None:
@@ -397,9 +409,16 @@ def _evaluate_one(
     clients: Clients,
     config: ValidatorConfig,
     seed: int,
+    state: ValidatorState,
+    clock: StageClock,
 ) -> tuple[ModelResult, float] | EvaluationFailed:
     """One model in its own worker process: its row and the worker's wall time, or why the worker failed
-    (crash, timeout)."""
+    (crash, timeout). The loss-cache key goes with the request: the worker hashes nothing."""
+    try:
+        _, content = clock.timed("hash", model_hashes, path, state)
+    except (OSError, ValueError) as e:  # the worker hashes (or rejects) it then
+        log.warning("%s: cannot hash its files here: %s", rec.label or rec.hotkey, e)
+        content = None
     request = worker_request(
         comp,
         (rec.hotkey, path),
@@ -410,6 +429,7 @@ def _evaluate_one(
         cache_dir=config.model_dir / "eval-cache",
         dataset=samples.dataset,
         fallback_tokenizer=samples.fallback_tokenizer,
+        content_hash=content,
     )
     result = clients.evaluate(request, _time_budget(rec, path, comp, samples, config))
     if getattr(result, "environment", None):  # the host failed, not the model: abandon the step
@@ -478,11 +498,14 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
                 rec.reason = f"samples unavailable: {e}"
             continue
         evaluated = []
+        spent: list[StageTimes] = []
         for rec, path in ready:
-            out = _evaluate_one(rec, path, comp, samples, clients, config, seed)
+            clock = clocks[rec.hotkey]
+            out = _evaluate_one(rec, path, comp, samples, clients, config, seed, state, clock)
             if not isinstance(out, EvaluationFailed):
                 out, worker_s = out
-                times = clocks[rec.hotkey].times()
+                times = clock.times()
+                spent.append(with_worker(times, out.stages, worker_s))
                 log.info("%s", pipeline_line(rec.label or rec.hotkey, times, out.stages, worker_s))
             rec.last_eval_step = state.step
             if isinstance(out, EvaluationFailed):  # revisited later, not every step
@@ -498,6 +521,8 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
             rec.mean_loss = out.mean_loss
             rec.reason = out.note or ""
             evaluated.append((rec, list(out.losses)))
+        if spent:
+            log.info("%s", budget_line(f"step {state.step} {comp.name}", spent))
         win_rates[comp.name] = _score(state, comp, evaluated, block, seed)
 
     weights = _weights(state, clients, competitions, win_rates, block)
@@ -506,6 +531,7 @@ def step(state: ValidatorState, clients: Clients, config: ValidatorConfig) -> St
     report.rows = [_row(r) for r in state.models.values()]
     if clients.store is not None:
         _cleanup(state, clients)
+    DigestMemo(state.file_digests).prune()  # bounded: only files still present keep their digest
     return report
 
 
