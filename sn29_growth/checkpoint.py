@@ -27,7 +27,7 @@ RECIPE_FILE = "growth_recipe.json"
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
-TOKENIZER_FILES: tuple[str, ...] = (
+SCORING_TOKENIZER_FILES: tuple[str, ...] = (
     TOKENIZER_JSON,
     TOKENIZER_CONFIG,
     "special_tokens_map.json",
@@ -35,9 +35,10 @@ TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.model",
     "vocab.json",
     "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
 )
+"""The tokenizer files a tokenizer is built from (chat templates play no part in scoring)."""
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES: tuple[str, ...] = (*SCORING_TOKENIZER_FILES, *CHAT_TEMPLATE_FILES)
 """Tokenizer files a checkpoint may carry; copied along whenever a checkpoint is rewritten."""
 
 
@@ -69,7 +70,6 @@ LIMITS_BY_NAME = {
     RECIPE_FILE: TOKENIZER_JSON_LIMITS,  # a recipe lists every new slice of every tensor
 }
 
-CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 FILE_SIZE_LIMITS: dict[str, int] = {
     **{name: limits.max_bytes for name, limits in LIMITS_BY_NAME.items()},
     "tokenizer.model": 64 << 20,
@@ -82,16 +82,7 @@ read: checked from the Hub's file sizes before any download and again before a t
 times the largest real file of each kind (a 256k-token ``tokenizer.json`` is 33 MB, a chat template tens
 of kB); what the loaders make of a file is several times its size in memory."""
 
-TOKENIZER_LOAD_FILES: tuple[str, ...] = (
-    TOKENIZER_JSON,
-    TOKENIZER_CONFIG,
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    CONFIG_FILE,
-)
+TOKENIZER_LOAD_FILES: tuple[str, ...] = (*SCORING_TOKENIZER_FILES, CONFIG_FILE)
 """The files a model's own tokenizer is loaded from for scoring: what transformers 4.44's
 ``AutoTokenizer.from_pretrained`` reads for the tokenizer classes of the competitions (``config.json``
 names the class when ``tokenizer_config.json`` does not). Chat templates never take part in scoring."""

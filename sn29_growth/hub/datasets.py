@@ -16,7 +16,6 @@ the ``train`` split.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sn29_growth.digest import sha256_file
 from sn29_growth.hub.protocol import HubError, IntegrityError, validate_repo_id
 from sn29_growth.hub.retry import RetryPolicy, call_with_retries
 
@@ -95,11 +95,7 @@ def select_shards(files: list[ShardFile], config: str | None, split: str) -> lis
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path).hex()
 
 
 class HubDatasetShards:

@@ -20,7 +20,6 @@ sizes and (on request) the checksums, and every error names the folder and the p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from sn29_growth.atomic import atomic_directory
+from sn29_growth.digest import sha256_file
 
 FORMAT = "sn29-token-corpus/1"
 MANIFEST = "manifest.json"
@@ -96,11 +96,7 @@ class TokenCorpus:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path).hex()
 
 
 def _write_split(
